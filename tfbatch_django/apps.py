@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+from django.core.signals import setting_changed
+
+
+class TFBatchConfig(AppConfig):
+    """Registers the system checks and the settings-reset hook; loads nothing.
+
+    Models load on first use or through ``tfbatch_warmup``/``warmup()``: doing it here
+    would make every ``manage.py`` command pay for TensorFlow.
+    """
+
+    name = "tfbatch_django"
+    verbose_name = "TF batching"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401 - registers the checks
+
+        setting_changed.connect(_settings_changed, dispatch_uid="tfbatch_django.settings_changed")
+
+
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "TFBATCH":
+        from .conf import clear_cache
+        from .registry import registry
+
+        registry.reset()
+        clear_cache()

@@ -1,0 +1,147 @@
+"""A submitted request, its result types, and the two ways a caller waits for it.
+
+The batcher never touches a caller's event loop except through
+``loop.call_soon_threadsafe``, and only with a whole list of answers at once. That is
+what lets one batcher serve the ASGI server's loop, a fresh loop per ``async_to_sync``
+call, ``asyncio.run`` twice in a row and plain threads alike: nothing in it is bound to
+the loop that happened to touch it first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["AsyncWaiter", "BatchInfo", "Prediction", "Request", "SyncWaiter", "deliver_async"]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    """How a request was served: the batch it rode in and how long each stage took.
+
+    For a request split over several batches (more rows than ``MAX_BATCH_SIZE``),
+    ``size`` is the largest of them, ``queue_ms`` the longest wait and ``run_ms`` the
+    total model time.
+    """
+
+    size: int  # real rows in the batch (this request's and its batch-mates')
+    padded_size: int  # rows the model actually ran, filler included
+    queue_ms: float  # submit -> batch dispatched
+    run_ms: float  # model call time for the batch
+    batches: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A request's outputs (always a dict by output name) and its ``BatchInfo``."""
+
+    outputs: dict[str, np.ndarray]
+    batch: BatchInfo
+
+    def value(self) -> np.ndarray | dict[str, np.ndarray]:
+        """The single output array when the model has one output, else the dict."""
+        if len(self.outputs) == 1:
+            return next(iter(self.outputs.values()))
+        return self.outputs
+
+
+class SyncWaiter:
+    """A blocking waiter for threads: a lock released once the answer is in."""
+
+    __slots__ = ("_lock", "value", "error")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self.value: Prediction | None = None
+        self.error: BaseException | None = None
+
+    def resolve(self, value: Prediction | None, error: BaseException | None) -> None:
+        self.value = value
+        self.error = error
+        self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
+
+
+class AsyncWaiter:
+    """An ``asyncio.Future`` on the caller's loop, resolved from the batcher's thread."""
+
+    __slots__ = ("loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Prediction] = loop.create_future()
+
+
+def deliver_async(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """Runs on the caller's loop: resolve every future that is still waiting."""
+    for future, value, error in items:
+        if future.done():  # cancelled by its caller meanwhile
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+
+class Request:
+    """One caller's rows on their way through the batcher.
+
+    ``done`` and the bookkeeping fields are written only by the scheduler thread;
+    ``cancelled`` is the one flag a caller sets (when its task is cancelled).
+    """
+
+    __slots__ = (
+        "arrays",
+        "rows",
+        "deadline",
+        "t_submit",
+        "waiter",
+        "shape_key",
+        "cancelled",
+        "done",
+        "queued",
+        "taken",
+        "received",
+        "parts",
+        "t_dispatch",
+        "batch_size",
+        "padded_size",
+        "queue_s",
+        "run_s",
+        "batches",
+    )
+
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        rows: int,
+        deadline: float | None,
+        t_submit: float,
+        waiter: SyncWaiter | AsyncWaiter,
+        shape_key: tuple[Any, ...] | None,
+    ) -> None:
+        self.arrays = arrays
+        self.rows = rows
+        self.deadline = deadline
+        self.t_submit = t_submit
+        self.waiter = waiter
+        self.shape_key = shape_key
+        self.cancelled = False
+        self.done = False
+        self.queued = True  # counted in the queue depth until fully dispatched or dropped
+        self.taken = 0  # rows handed to batches so far
+        self.received = 0  # rows whose outputs came back
+        self.parts: list[dict[str, np.ndarray]] | None = None
+        self.t_dispatch: float | None = None
+        self.batch_size = 0
+        self.padded_size = 0
+        self.queue_s = 0.0
+        self.run_s = 0.0
+        self.batches = 0

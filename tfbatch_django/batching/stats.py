@@ -1,0 +1,152 @@
+"""Per-model counters and latency histograms, cheap enough to leave on.
+
+Latencies go into fixed log-spaced buckets (about 19 % wide, 10 µs to 100 s) rather
+than a sample window: recording is one ``bisect`` and an increment, and histograms with
+the same buckets can be summed across worker processes and subtracted between two
+snapshots to get "the last minute" percentiles. Percentiles are read back at the upper
+edge of the bucket that holds them, so they are never optimistic by more than a bucket.
+
+Every field is written by the batcher's scheduler thread, except the few counters that
+callers bump at submit time, which the batcher guards with its own lock.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["LATENCY_BOUNDS", "BatcherStats", "LatencyHistogram", "percentile_from_buckets"]
+
+# Upper bounds in seconds: 10 µs * 2**(k/4), up to ~100 s. The last bucket is +inf.
+LATENCY_BOUNDS: tuple[float, ...] = tuple(1e-5 * 2 ** (k / 4) for k in range(94))
+
+#: The percentiles every latency summary reports.
+PERCENTILES = (50, 95, 99)
+
+
+def percentile_from_buckets(counts: list[int], q: float, bounds: tuple[float, ...] = LATENCY_BOUNDS) -> float | None:
+    """The q-th percentile (0-100) of a bucketed distribution, in seconds, or None if empty."""
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank = q / 100.0 * total
+    running = 0
+    for i, c in enumerate(counts):
+        running += c
+        if c and running >= rank:
+            return bounds[i] if i < len(bounds) else bounds[-1]
+    return bounds[-1]
+
+
+@dataclass
+class LatencyHistogram:
+    """Count of observations per bucket plus their sum (for the mean)."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
+        self.total += seconds
+        self.count += 1
+
+    def summary(self) -> dict[str, float | int | None]:
+        """Percentiles and mean in milliseconds."""
+        out: dict[str, float | int | None] = {"count": self.count}
+        out["mean_ms"] = round(self.total / self.count * 1e3, 4) if self.count else None
+        for q in PERCENTILES:
+            v = percentile_from_buckets(self.counts, q)
+            out[f"p{q}_ms"] = None if v is None else round(v * 1e3, 4)
+        return out
+
+    def export(self) -> dict[str, Any]:
+        """Raw form for aggregation, summable across processes.
+
+        ``buckets`` is sparse: bucket index (as a string, for JSON) -> count; bucket i
+        holds values up to ``LATENCY_BOUNDS[i]`` seconds (the last one, anything above).
+        """
+        return {
+            "buckets": {str(i): c for i, c in enumerate(self.counts) if c},
+            "sum": self.total,
+            "count": self.count,
+        }
+
+
+@dataclass
+class BatcherStats:
+    """Counters for one batcher. ``snapshot()`` returns a plain, JSON-ready dict."""
+
+    max_batch_size: int
+    started_at: float = field(default_factory=time.time)
+    requests: int = 0  # accepted (passed validation and the queue bound)
+    rows: int = 0  # real rows computed
+    completed: int = 0  # requests answered with a result
+    batches: int = 0  # model calls on real batches (bisection retries counted apart)
+    padding_rows: int = 0
+    rejected: int = 0  # Overloaded at submit
+    invalid: int = 0  # InvalidInput at submit
+    timeouts: int = 0
+    cancelled: int = 0
+    errors: int = 0  # requests answered with ModelError
+    failed_batches: int = 0  # model calls that raised (bisection retries included)
+    bisect_calls: int = 0  # extra model calls made to isolate failing requests
+    queue_wait: LatencyHistogram = field(default_factory=LatencyHistogram)
+    run_time: LatencyHistogram = field(default_factory=LatencyHistogram)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    batch_sizes: list[int] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes:
+            self.batch_sizes = [0] * (self.max_batch_size + 1)
+
+    def record_batch(self, rows: int, padded: int, run_seconds: float, failed_calls: int, extra_calls: int) -> None:
+        with self.lock:
+            self.batches += 1
+            self.rows += rows
+            self.padding_rows += padded - rows
+            self.batch_sizes[min(rows, self.max_batch_size)] += 1
+            self.run_time.observe(run_seconds)
+            self.failed_batches += failed_calls
+            self.bisect_calls += extra_calls
+
+    def snapshot(self, *, queue_depth: int, in_flight_batches: int) -> dict[str, Any]:
+        with self.lock:
+            batches = self.batches
+            rows_in_batches = sum(size * n for size, n in enumerate(self.batch_sizes))
+            real_and_padding = self.rows + self.padding_rows
+            return {
+                "started_at": self.started_at,
+                "uptime_s": round(time.time() - self.started_at, 3),
+                "requests": self.requests,
+                "rows": self.rows,
+                "completed": self.completed,
+                "batches": batches,
+                "mean_batch_size": round(rows_in_batches / batches, 3) if batches else None,
+                "batch_size_histogram": {str(size): n for size, n in enumerate(self.batch_sizes) if n},
+                "padding_rows": self.padding_rows,
+                "padding_share": round(self.padding_rows / real_and_padding, 4) if real_and_padding else 0.0,
+                "queue_depth": queue_depth,
+                "in_flight_batches": in_flight_batches,
+                "rejected": self.rejected,
+                "invalid": self.invalid,
+                "timeouts": self.timeouts,
+                "cancelled": self.cancelled,
+                "errors": self.errors,
+                "failed_batches": self.failed_batches,
+                "bisect_calls": self.bisect_calls,
+                "latency_ms": {
+                    "queue_wait": self.queue_wait.summary(),
+                    "run": self.run_time.summary(),
+                    "end_to_end": self.latency.summary(),
+                },
+                "histograms": {
+                    "queue_wait": self.queue_wait.export(),
+                    "run": self.run_time.export(),
+                    "end_to_end": self.latency.export(),
+                },
+            }

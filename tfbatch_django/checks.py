@@ -1,0 +1,28 @@
+"""System checks for ``settings.TFBATCH`` (ids ``tfbatch_django.E001`` ...).
+
+    E001 unknown key (typo)                 E006 neither or both of PATH and RUNNER
+    E002 PATH missing or not a model        E007 RUNNER not importable or not callable
+    E003 size/time not positive             E008 wrong type or structure
+    E004 ALLOWED_BATCH_SIZES invalid or     E009 DEVICE not auto/cpu/gpu/gpu:N
+         not reaching MAX_BATCH_SIZE        E010 model name not URL-safe
+    E005 unknown SavedModel signature
+
+The checks read settings and ``saved_model.pb`` only; they never import TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import CheckMessage, Error, Warning, register
+
+from .conf import parse
+
+
+@register("tfbatch_django")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from django.conf import settings
+
+    _, problems = parse(getattr(settings, "TFBATCH", None))
+    level = {"error": Error, "warning": Warning}
+    return [level[p.level](p.msg, hint=p.hint, id=f"tfbatch_django.{p.id}") for p in problems]

@@ -1,0 +1,198 @@
+"""The process-wide registry: one ``ModelHandle`` (and so one batcher) per configured model.
+
+Models load lazily on first use, on a thread of their own, so the first request of an
+async server awaits the load without blocking its event loop, and ``AppConfig.ready()``
+never touches TensorFlow. ``tfbatch_warmup`` (or ``warmup()``) loads them eagerly.
+
+One registry per process: a forked child (gunicorn/uwsgi workers, multiprocessing)
+inherits the parent's objects but not its threads, so it drops everything it inherited
+and builds its own batchers on first use. The pid is checked on every lookup as well as
+via ``os.register_at_fork``, for forks that bypass Python's hooks.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from .batching import Batcher
+from .batching.stats import BatcherStats
+from .conf import ModelConfig, TFBatchConfig, get_config, get_problems
+from .exceptions import ModelLoadError, ModelNotFound
+from .runners import FrameworkOptions, load_runner
+
+__all__ = ["ModelHandle", "Registry", "registry"]
+
+logger = logging.getLogger("tfbatch_django")
+
+NOT_LOADED, LOADING, WARMING, READY, FAILED = "not_loaded", "loading", "warming", "ready", "failed"
+
+
+class ModelHandle:
+    """A configured model: its load state, its batcher once ready, and its counters."""
+
+    def __init__(self, config: ModelConfig, framework: FrameworkOptions) -> None:
+        self.name = config.name
+        self.config = config
+        self.framework = framework
+        self.status = NOT_LOADED
+        self.error: str | None = None
+        self.batcher: Batcher | None = None
+        self.runner_info: dict[str, Any] = {}
+        self.load_seconds: float | None = None
+        self.loaded_at: float | None = None
+        self.stats = BatcherStats(config.batching.max_batch_size)
+        self._future: concurrent.futures.Future[Batcher] | None = None
+        self._lock = threading.Lock()
+        problems = [p for p in get_problems() if p.model == self.name]
+        if problems:  # a missing PATH, an unknown signature...: fail now, with the check's words
+            self._fail(ModelLoadError(f"model {self.name!r} cannot load: " + " ".join(p.msg for p in problems), model=self.name))
+
+    def start_loading(self) -> concurrent.futures.Future[Batcher]:
+        """Begin loading on a background thread (once); the future yields the batcher."""
+        with self._lock:
+            if self._future is None:
+                self._future = concurrent.futures.Future()
+                threading.Thread(target=self._load, name=f"tfbatch-load-{self.name}", daemon=True).start()
+            return self._future
+
+    def load(self, timeout: float | None = None) -> Batcher:
+        """The ready batcher, loading it first if needed (blocks this thread)."""
+        if self.batcher is not None:
+            return self.batcher
+        return self._result(self.start_loading(), timeout)
+
+    async def aload(self) -> Batcher:
+        """The ready batcher, awaiting the load without blocking the event loop."""
+        if self.batcher is not None:
+            return self.batcher
+        import asyncio
+
+        future = self.start_loading()
+        try:
+            return await asyncio.wrap_future(future)
+        except ModelLoadError as exc:
+            raise ModelLoadError(exc.message, model=self.name) from None
+
+    def _result(self, future: concurrent.futures.Future[Batcher], timeout: float | None) -> Batcher:
+        try:
+            return future.result(timeout)
+        except ModelLoadError as exc:
+            # A fresh exception per caller: a shared one would collect everyone's tracebacks.
+            raise ModelLoadError(exc.message, model=self.name) from None
+
+    def _load(self) -> None:
+        assert self._future is not None
+        t0 = time.perf_counter()
+        try:
+            if self.status == FAILED:
+                raise ModelLoadError(self.error or "failed", model=self.name)
+            self.status = LOADING
+            logger.info("tfbatch: loading model %r", self.name)
+            runner = load_runner(self.config.runner, self.framework)
+            self.runner_info = _runner_info(runner)
+            self.status = WARMING
+            batcher = Batcher(runner, self.config.batching, name=self.name, stats=self.stats).start()
+        except BaseException as exc:  # noqa: BLE001 - report any failure as the model's status
+            error = exc if isinstance(exc, ModelLoadError) else ModelLoadError(f"{type(exc).__name__}: {exc}")
+            message = error.message if error.message.startswith(f"model {self.name!r}") else f"model {self.name!r}: {error.message}"
+            self._fail(ModelLoadError(message, model=self.name))
+            logger.error("tfbatch: %s", message, exc_info=not isinstance(exc, ModelLoadError))
+            self._future.set_exception(ModelLoadError(message, model=self.name))
+            return
+        self.load_seconds = round(time.perf_counter() - t0, 3)
+        self.loaded_at = time.time()
+        self.batcher = batcher
+        self.status = READY
+        logger.info("tfbatch: model %r ready in %.2fs", self.name, self.load_seconds)
+        self._future.set_result(batcher)
+
+    def _fail(self, error: ModelLoadError) -> None:
+        self.status = FAILED
+        self.error = error.message
+
+    def snapshot(self) -> dict[str, Any]:
+        """Status, model facts, settings in force and counters: one plain dict."""
+        batcher = self.batcher
+        if batcher is not None:
+            counters = batcher.snapshot()
+        else:
+            counters = self.stats.snapshot(queue_depth=0, in_flight_batches=0)
+        return {
+            "model": self.name,
+            "status": self.status,
+            "error": self.error,
+            "pid": os.getpid(),
+            "loaded_at": self.loaded_at,
+            "load_seconds": self.load_seconds,
+            "settings": self.config.describe(),
+            "runner": dict(self.runner_info),
+            "warmup": list(batcher.warmup_report) if batcher is not None else [],
+            **counters,
+        }
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self.batcher is not None:
+            self.batcher.close(timeout)
+
+
+def _runner_info(runner: Any) -> dict[str, Any]:
+    info = dict(runner.describe())
+    info["inputs"] = [spec.describe() for spec in runner.input_specs.values()]
+    info["outputs"] = [spec.describe() for spec in getattr(runner, "output_specs", {}).values()]
+    return info
+
+
+class Registry:
+    """Model name -> ``ModelHandle``, built from settings on first use, per process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._handles: dict[str, ModelHandle] | None = None
+        self._config: TFBatchConfig | None = None
+        self._pid = os.getpid()
+
+    def handles(self) -> dict[str, ModelHandle]:
+        handles = self._handles
+        if handles is not None and self._pid == os.getpid():
+            return handles
+        with self._lock:
+            if self._pid != os.getpid():
+                self._forget()
+            if self._handles is None:
+                config = get_config()
+                self._config = config
+                self._handles = {name: ModelHandle(mc, config.framework) for name, mc in config.models.items()}
+            return self._handles
+
+    def get(self, name: str) -> ModelHandle:
+        handle = self.handles().get(name)
+        if handle is None:
+            known = ", ".join(repr(n) for n in self.handles()) or "none"
+            raise ModelNotFound(f"no model named {name!r}; configured models: {known}", model=name)
+        return handle
+
+    def reset(self, timeout: float = 10.0) -> None:
+        """Close every batcher and forget the settings (they changed)."""
+        with self._lock:
+            handles, self._handles = self._handles, None
+        if handles and self._pid == os.getpid():
+            for handle in handles.values():
+                handle.close(timeout)
+
+    def _forget(self) -> None:
+        """After a fork: the parent's threads are gone, drop its objects without closing them."""
+        self._lock = threading.Lock()  # another thread may have held the old one at fork time
+        self._handles = None
+        self._config = None
+        self._pid = os.getpid()
+
+
+registry = Registry()
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=registry._forget)

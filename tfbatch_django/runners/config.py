@@ -1,0 +1,45 @@
+"""What it takes to load one model, and the process-wide framework options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FrameworkOptions", "RunnerConfig", "detect_format"]
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """How to load one model: a file/directory (``path``) or a custom factory (``runner``)."""
+
+    path: Path | None = None
+    runner: str | None = None  # dotted path to a factory returning a Runner
+    options: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments for the factory
+    signature: str = "serving_default"
+    device: str = "auto"  # "auto", "cpu", "gpu", "gpu:N"
+    jit_compile: bool = False
+
+    @property
+    def format(self) -> str:
+        """"custom", "keras" or "savedmodel"."""
+        if self.runner:
+            return "custom"
+        assert self.path is not None
+        return detect_format(self.path)
+
+
+def detect_format(path: Path) -> str:
+    """"keras" for a Keras 3 archive (``.keras``), else "savedmodel"."""
+    return "keras" if path.suffix == ".keras" else "savedmodel"
+
+
+@dataclass(frozen=True)
+class FrameworkOptions:
+    """Settings that TensorFlow takes once per process, before its first operation."""
+
+    intra_op_threads: int | None = None
+    inter_op_threads: int | None = None
+    gpu_memory_growth: bool = True
+    quiet: bool = True  # hide the C++ log lines TensorFlow prints while importing

@@ -1,0 +1,127 @@
+"""Keras 3 runner for ``.keras`` archives, on whatever backend Keras runs on.
+
+It goes through Keras' own API only (``load_model`` and ``predict_on_batch``), so the
+same runner serves a model on the TensorFlow, JAX or PyTorch backend; that is how GPU
+runs are checked on machines without TensorFlow. ``predict_on_batch`` compiles one
+predict function (``tf.function`` / ``jax.jit``) and skips ``predict``'s dataset and
+callback machinery; backends that compile per shape (JAX, XLA) should be given
+``ALLOWED_BATCH_SIZES`` so warm-up covers every shape.
+
+Archives are loaded with ``compile=False``: serving needs no optimizer or loss, and
+custom losses would otherwise have to be importable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..batching.runner import Runner
+from ..batching.spec import TensorSpec
+from ..exceptions import ModelLoadError
+from .config import FrameworkOptions
+
+__all__ = ["KerasRunner"]
+
+
+def _keras_backend() -> str:
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+class KerasRunner(Runner):
+    """Serve a Keras 3 model saved as a ``.keras`` file."""
+
+    thread_safe = False  # Keras-on-JAX crashes with concurrent calls ("Array has been deleted")
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str = "auto",
+        jit_compile: bool = False,
+        framework: FrameworkOptions | None = None,
+    ) -> None:
+        if _keras_backend() == "tensorflow":
+            from .tf_setup import import_tensorflow
+
+            import_tensorflow(framework)
+        import keras
+
+        self._keras = keras
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelLoadError(f"no Keras archive at {self.path}")
+        self.device = self._device_name(device)
+        try:
+            with self._device_scope():
+                self.model = keras.saving.load_model(str(self.path), compile=False)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"Keras {keras.__version__} could not load {self.path}: {type(exc).__name__}: {exc}"
+            ) from exc
+        self.jit_compile = bool(jit_compile)
+        self.model.jit_compile = self.jit_compile
+        model = self.model
+        self._input_struct = getattr(model, "_inputs_struct", None)
+        tensors = list(model.inputs)
+        self.input_specs = {t.name: TensorSpec.of(t.name, t.dtype, t.shape) for t in tensors}
+        if len(self.input_specs) != len(tensors):
+            raise ModelLoadError(f"{self.path}: model inputs have duplicate names {[t.name for t in tensors]}")
+        self._input_names = [t.name for t in tensors]
+        self.output_names = list(model.output_names)
+        outputs = list(model.outputs)
+        if len(outputs) == len(self.output_names):
+            self.output_specs = {
+                name: TensorSpec.of(name, t.dtype, t.shape) for name, t in zip(self.output_names, outputs)
+            }
+        self.notes: list[str] = []
+        unnamed = [n for n in self._input_names if n.startswith("keras_tensor")]
+        if unnamed:
+            self.notes.append(
+                f"inputs have generated names {unnamed}; name them with keras.Input(name=...) for a stable API"
+            )
+
+    def _device_name(self, device: str) -> str:
+        kind, _, index = device.lower().partition(":")
+        if kind == "auto":
+            return "auto"
+        return f"{kind}:{index or 0}"
+
+    def _device_scope(self) -> Any:
+        if self.device == "auto":
+            import contextlib
+
+            return contextlib.nullcontext()
+        return self._keras.device(self.device)
+
+    def _model_inputs(self, inputs: dict[str, np.ndarray]) -> Any:
+        struct = self._input_struct
+        if isinstance(struct, Mapping):
+            return {key: inputs[tensor.name] for key, tensor in struct.items()}
+        if len(self._input_names) == 1:
+            return inputs[self._input_names[0]]
+        return [inputs[name] for name in self._input_names]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self._device_scope():
+            result = self.model.predict_on_batch(self._model_inputs(inputs))
+        if isinstance(result, Mapping):
+            return {str(k): np.asarray(v) for k, v in result.items()}
+        if isinstance(result, Sequence) and not isinstance(result, np.ndarray):
+            return {name: np.asarray(v) for name, v in zip(self.output_names, result)}
+        return {self.output_names[0]: np.asarray(result)}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "runner": "keras",
+            "path": str(self.path),
+            "backend": self._keras.backend.backend(),
+            "keras": self._keras.__version__,
+            "device": self.device,
+            "jit_compile": self.jit_compile,
+            "notes": list(self.notes),
+        }
