@@ -22,7 +22,9 @@ class GatedModel(Runner):
     * ``poison``: a value; any batch containing a row whose first element equals it raises.
     """
 
-    def __init__(self, width: int = 3, *, dtype: str = "float32", poison: float | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self, width: int = 3, *, dtype: str = "float32", poison: float | None = None, delay: float = 0.0
+    ) -> None:
         self.input_specs = {"x": TensorSpec.of("x", dtype, (None, width))}
         self.output_specs = {"y": TensorSpec.of("y", dtype, (None, width)), "sum": TensorSpec.of("sum", dtype, (None,))}
         self.batches: list[np.ndarray] = []

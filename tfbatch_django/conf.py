@@ -136,7 +136,9 @@ def parse(raw: Any) -> tuple[TFBatchConfig, list[Problem]]:
     top = {**TOP_LEVEL_DEFAULTS, **{k: v for k, v in raw.items() if k in TOP_LEVEL_DEFAULTS}}
     for key in ("INTRA_OP_THREADS", "INTER_OP_THREADS"):
         if top[key] is not None and not (_int(top[key]) and top[key] >= 0):
-            problems.append(Problem("E003", f"TFBATCH[{key!r}] must be a non-negative integer or None, got {top[key]!r}."))
+            problems.append(
+                Problem("E003", f"TFBATCH[{key!r}] must be a non-negative integer or None, got {top[key]!r}.")
+            )
             top[key] = None
     framework = FrameworkOptions(
         intra_op_threads=top["INTRA_OP_THREADS"],
@@ -151,11 +153,15 @@ def parse(raw: Any) -> tuple[TFBatchConfig, list[Problem]]:
         defaults = {}
     for key in defaults:
         if key not in MODEL_DEFAULTS:
-            problems.append(Problem("E001", f"TFBATCH['DEFAULTS'] has an unknown key {key!r}.", _suggest(key, MODEL_DEFAULTS)))
+            problems.append(
+                Problem("E001", f"TFBATCH['DEFAULTS'] has an unknown key {key!r}.", _suggest(key, MODEL_DEFAULTS))
+            )
 
     models_raw = raw.get("MODELS") or {}
     if not isinstance(models_raw, Mapping):
-        problems.append(Problem("E008", f"TFBATCH['MODELS'] must be a dict of name -> settings, got {type(models_raw).__name__}."))
+        problems.append(
+            Problem("E008", f"TFBATCH['MODELS'] must be a dict of name -> settings, got {type(models_raw).__name__}.")
+        )
         models_raw = {}
     models: dict[str, ModelConfig] = {}
     for name, model_raw in models_raw.items():
@@ -179,14 +185,21 @@ def _parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problem
         return None
     for key in model_raw:
         if key not in MODEL_DEFAULTS:
-            bad("E001", f"unknown key {key!r}.", _suggest(key, MODEL_DEFAULTS) or "Known keys: " + ", ".join(MODEL_DEFAULTS) + ".")
+            bad(
+                "E001",
+                f"unknown key {key!r}.",
+                _suggest(key, MODEL_DEFAULTS) or "Known keys: " + ", ".join(MODEL_DEFAULTS) + ".",
+            )
     cfg = {**MODEL_DEFAULTS, **{k: v for k, v in defaults.items() if k in MODEL_DEFAULTS}}
     cfg.update({k: v for k, v in model_raw.items() if k in MODEL_DEFAULTS})
 
     path = cfg["PATH"]
     runner = cfg["RUNNER"]
     if (path is None) == (runner is None):
-        bad("E006", "set exactly one of PATH (a SavedModel directory or .keras file) or RUNNER (a dotted path to a factory).")
+        bad(
+            "E006",
+            "set exactly one of PATH (a SavedModel directory or .keras file) or RUNNER (a dotted path to a factory).",
+        )
     if path is not None:
         if not isinstance(path, str | Path):
             bad("E008", f"PATH must be a string or pathlib.Path, got {type(path).__name__}.")
@@ -241,7 +254,11 @@ def _parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problem
 
 def _check_path(path: Path, cfg: Mapping[str, Any], bad: Callable[..., None]) -> None:
     if not path.exists():
-        bad("E002", f"PATH {str(path)!r} does not exist.", "Point PATH at a SavedModel directory or a .keras file (absolute paths are safest).")
+        bad(
+            "E002",
+            f"PATH {str(path)!r} does not exist.",
+            "Point PATH at a SavedModel directory or a .keras file (absolute paths are safest).",
+        )
         return
     if detect_format(path) == "keras":
         if not path.is_file():

@@ -20,7 +20,7 @@ import time
 from typing import Any
 
 from .batching import Batcher
-from .batching.stats import BatcherStats
+from .batching.stats import BatcherStats, StatsListener
 from .conf import ModelConfig, TFBatchConfig, get_config, get_problems
 from .exceptions import ModelLoadError, ModelNotFound
 from .runners import FrameworkOptions, load_runner
@@ -35,7 +35,9 @@ NOT_LOADED, LOADING, WARMING, READY, FAILED = "not_loaded", "loading", "warming"
 class ModelHandle:
     """A configured model: its load state, its batcher once ready, and its counters."""
 
-    def __init__(self, config: ModelConfig, framework: FrameworkOptions) -> None:
+    def __init__(
+        self, config: ModelConfig, framework: FrameworkOptions, listeners: list[StatsListener] | None = None
+    ) -> None:
         self.name = config.name
         self.config = config
         self.framework = framework
@@ -45,12 +47,16 @@ class ModelHandle:
         self.runner_info: dict[str, Any] = {}
         self.load_seconds: float | None = None
         self.loaded_at: float | None = None
-        self.stats = BatcherStats(config.batching.max_batch_size)
+        self.stats = BatcherStats(config.batching.max_batch_size, name=self.name, listeners=listeners or [])
         self._future: concurrent.futures.Future[Batcher] | None = None
         self._lock = threading.Lock()
         problems = [p for p in get_problems() if p.model == self.name]
         if problems:  # a missing PATH, an unknown signature...: fail now, with the check's words
-            self._fail(ModelLoadError(f"model {self.name!r} cannot load: " + " ".join(p.msg for p in problems), model=self.name))
+            self._fail(
+                ModelLoadError(
+                    f"model {self.name!r} cannot load: " + " ".join(p.msg for p in problems), model=self.name
+                )
+            )
 
     def start_loading(self) -> concurrent.futures.Future[Batcher]:
         """Begin loading on a background thread (once); the future yields the batcher."""
@@ -97,9 +103,13 @@ class ModelHandle:
             self.runner_info = _runner_info(runner)
             self.status = WARMING
             batcher = Batcher(runner, self.config.batching, name=self.name, stats=self.stats).start()
-        except BaseException as exc:  # noqa: BLE001 - report any failure as the model's status
+        except BaseException as exc:
             error = exc if isinstance(exc, ModelLoadError) else ModelLoadError(f"{type(exc).__name__}: {exc}")
-            message = error.message if error.message.startswith(f"model {self.name!r}") else f"model {self.name!r}: {error.message}"
+            message = (
+                error.message
+                if error.message.startswith(f"model {self.name!r}")
+                else f"model {self.name!r}: {error.message}"
+            )
             self._fail(ModelLoadError(message, model=self.name))
             logger.error("tfbatch: %s", message, exc_info=not isinstance(exc, ModelLoadError))
             self._future.set_exception(ModelLoadError(message, model=self.name))
@@ -155,6 +165,16 @@ class Registry:
         self._handles: dict[str, ModelHandle] | None = None
         self._config: TFBatchConfig | None = None
         self._pid = os.getpid()
+        self.listeners: list[StatsListener] = []
+
+    def add_listener(self, listener: StatsListener) -> None:
+        """Send every model's stats events to ``listener`` (e.g. Prometheus metrics)."""
+        if listener not in self.listeners:
+            self.listeners.append(listener)
+
+    def remove_listener(self, listener: StatsListener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
 
     def handles(self) -> dict[str, ModelHandle]:
         handles = self._handles
@@ -166,7 +186,9 @@ class Registry:
             if self._handles is None:
                 config = get_config()
                 self._config = config
-                self._handles = {name: ModelHandle(mc, config.framework) for name, mc in config.models.items()}
+                self._handles = {
+                    name: ModelHandle(mc, config.framework, self.listeners) for name, mc in config.models.items()
+                }
             return self._handles
 
     def get(self, name: str) -> ModelHandle:

@@ -69,10 +69,9 @@ class Batcher:
             raise ValueError(f"model {name!r}: the runner declares no inputs")
         if self.config.max_concurrent_batches > 1 and not runner.thread_safe:
             raise ValueError(
-                f"model {name!r}: max_concurrent_batches > 1 needs a thread-safe runner; "
-                f"{type(runner).__name__} is not"
+                f"model {name!r}: max_concurrent_batches > 1 needs a thread-safe runner; {type(runner).__name__} is not"
             )
-        self.stats = stats or BatcherStats(self.config.max_batch_size)
+        self.stats = stats or BatcherStats(self.config.max_batch_size, name=name)
         self.warmup_report: list[dict[str, Any]] = []
         self.pid = os.getpid()
         self._keyed = not all(s.fully_defined for s in self.specs.values())
@@ -202,8 +201,7 @@ class Batcher:
         try:
             arrays, rows = coerce_inputs(self.specs, inputs, model=self.name)
         except TFBatchError:
-            with self._lock:
-                self.stats.invalid += 1
+            self.stats.record_request("invalid")
             raise
         if timeout is None:
             timeout = self.config.default_timeout
@@ -214,25 +212,28 @@ class Batcher:
         request = Request(arrays, rows, None if timeout is None else now + timeout, now, waiter, key)
         deadline = request.deadline
         with self._lock:
+            refusal = None
+            wake = False
             if self._closing or self._scheduler is None:
-                self.stats.rejected += 1
-                raise Overloaded(f"model {self.name!r} is not serving (shutting down)", model=self.name)
-            if self._depth >= self.config.max_queue_size:
-                self.stats.rejected += 1
-                raise Overloaded(
+                refusal = f"model {self.name!r} is not serving (shutting down)"
+            elif self._depth >= self.config.max_queue_size:
+                refusal = (
                     f"model {self.name!r} is overloaded: {self._depth} requests queued "
-                    f"(MAX_QUEUE_SIZE={self.config.max_queue_size}); retry later",
-                    model=self.name,
+                    f"(MAX_QUEUE_SIZE={self.config.max_queue_size}); retry later"
                 )
-            self._inbox.append(request)
-            self._depth += 1
-            self._queued_rows += rows
-            self.stats.requests += 1
-            wake = self._sleeping and (
-                self._wake_on_arrival
-                or (self._wake_at_rows and self._queued_rows >= self.config.max_batch_size)
-                or (deadline is not None and deadline < self._sleep_until)
-            )
+            else:
+                self._inbox.append(request)
+                self._depth += 1
+                self._queued_rows += rows
+                self.stats.requests += 1
+                wake = self._sleeping and (
+                    self._wake_on_arrival
+                    or (self._wake_at_rows and self._queued_rows >= self.config.max_batch_size)
+                    or (deadline is not None and deadline < self._sleep_until)
+                )
+        if refusal is not None:
+            self.stats.record_request("overloaded")
+            raise Overloaded(refusal, model=self.name)
         if wake:
             self._wake.set()
         return request
@@ -268,9 +269,11 @@ class Batcher:
             try:
                 if self._step():
                     break
-            except BaseException as exc:  # noqa: BLE001 - never let the scheduler die
+            except BaseException as exc:
                 logger.exception("model %r: internal batcher error; failing outstanding requests", self.name)
-                self._fail_everything(ModelError(f"model {self.name!r}: internal batcher error: {exc!r}", model=self.name))
+                self._fail_everything(
+                    ModelError(f"model {self.name!r}: internal batcher error: {exc!r}", model=self.name)
+                )
         for _ in self._threads:
             self._run_queue.put(None)
 
@@ -410,7 +413,11 @@ class Batcher:
         except Exception as exc:  # e.g. MemoryError: fail these requests, keep serving
             logger.exception("model %r: could not assemble a batch", self.name)
             for seg in segments:
-                self._finish(seg.request, None, ModelError(f"model {self.name!r}: could not assemble the batch: {exc!r}", model=self.name))
+                self._finish(
+                    seg.request,
+                    None,
+                    ModelError(f"model {self.name!r}: could not assemble the batch: {exc!r}", model=self.name),
+                )
             return
         batch = Batch(segments, inputs, rows, padded, now)
         self._running.append(batch)
@@ -423,7 +430,7 @@ class Batcher:
                 if not seg.request.done:
                     self._finish(seg.request, None, None, cancelled=True)
             return
-        self.stats.record_batch(batch.rows, batch.padded, batch.run_s, batch.failed_calls, batch.calls - 1)
+        self.stats.record_batch(batch.rows, batch.padded, batch.run_s, batch.failed_calls, batch.calls - 1, self._depth)
         now = time.perf_counter()
         for outcome in batch.outcomes:
             for seg in outcome.segments:
@@ -522,21 +529,14 @@ class Batcher:
             with self._lock:
                 self._queued_rows -= remaining
             self._unqueue(request)
-        stats = self.stats
         if cancelled:
-            with stats.lock:
-                stats.cancelled += 1
+            self.stats.record_request("cancelled")
             return  # nobody is waiting for an answer
-        with stats.lock:
-            if value is not None:
-                stats.completed += 1
-                t = time.perf_counter() if now is None else now
-                stats.latency.observe(t - request.t_submit)
-                stats.queue_wait.observe(request.queue_s)
-            elif isinstance(error, PredictTimeout):
-                stats.timeouts += 1
-            else:
-                stats.errors += 1
+        if value is not None:
+            t = time.perf_counter() if now is None else now
+            self.stats.record_request("ok", request.queue_s, t - request.t_submit)
+        else:
+            self.stats.record_request("timeout" if isinstance(error, PredictTimeout) else "error")
         waiter = request.waiter
         if isinstance(waiter, SyncWaiter):
             waiter.resolve(value, error)

@@ -55,9 +55,7 @@ def check_outputs(outputs: object, rows: int) -> dict[str, np.ndarray]:
     for name, value in outputs.items():
         arr = value if isinstance(value, np.ndarray) else np.asarray(value)
         if arr.ndim == 0 or arr.shape[0] != rows:
-            raise ValueError(
-                f"runner output {name!r} has shape {arr.shape}, expected {rows} rows (one per input row)"
-            )
+            raise ValueError(f"runner output {name!r} has shape {arr.shape}, expected {rows} rows (one per input row)")
         checked[str(name)] = arr
     return checked
 

@@ -52,7 +52,7 @@ class Prediction:
 class SyncWaiter:
     """A blocking waiter for threads: a lock released once the answer is in."""
 
-    __slots__ = ("_lock", "value", "error")
+    __slots__ = ("_lock", "error", "value")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -72,7 +72,7 @@ class SyncWaiter:
 class AsyncWaiter:
     """An ``asyncio.Future`` on the caller's loop, resolved from the batcher's thread."""
 
-    __slots__ = ("loop", "future")
+    __slots__ = ("future", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -99,23 +99,23 @@ class Request:
 
     __slots__ = (
         "arrays",
-        "rows",
-        "deadline",
-        "t_submit",
-        "waiter",
-        "shape_key",
-        "cancelled",
-        "done",
-        "queued",
-        "taken",
-        "received",
-        "parts",
-        "t_dispatch",
         "batch_size",
-        "padded_size",
-        "queue_s",
-        "run_s",
         "batches",
+        "cancelled",
+        "deadline",
+        "done",
+        "padded_size",
+        "parts",
+        "queue_s",
+        "queued",
+        "received",
+        "rows",
+        "run_s",
+        "shape_key",
+        "t_dispatch",
+        "t_submit",
+        "taken",
+        "waiter",
     )
 
     def __init__(

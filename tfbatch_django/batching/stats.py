@@ -13,12 +13,38 @@ callers bump at submit time, which the batcher guards with its own lock.
 from __future__ import annotations
 
 import bisect
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["LATENCY_BOUNDS", "BatcherStats", "LatencyHistogram", "percentile_from_buckets"]
+__all__ = [
+    "LATENCY_BOUNDS",
+    "OUTCOMES",
+    "BatcherStats",
+    "LatencyHistogram",
+    "StatsListener",
+    "percentile_from_buckets",
+]
+
+logger = logging.getLogger("tfbatch_django.batching")
+
+#: How a request ended. "overloaded" and "invalid" never entered the queue.
+OUTCOMES = ("ok", "timeout", "error", "cancelled", "overloaded", "invalid")
+
+
+class StatsListener(Protocol):
+    """Receives every recorded event, e.g. to feed Prometheus metrics.
+
+    Called on the batcher's threads (the scheduler, or a caller for "overloaded" and
+    "invalid"): keep it fast and non-blocking. Exceptions are logged and ignored.
+    """
+
+    def on_request(self, model: str, outcome: str, queue_wait: float | None, latency: float | None) -> None: ...
+
+    def on_batch(self, model: str, rows: int, padded: int, run_time: float, queue_depth: int) -> None: ...
+
 
 # Upper bounds in seconds: 10 µs * 2**(k/4), up to ~100 s. The last bucket is +inf.
 LATENCY_BOUNDS: tuple[float, ...] = tuple(1e-5 * 2 ** (k / 4) for k in range(94))
@@ -81,6 +107,9 @@ class BatcherStats:
     """Counters for one batcher. ``snapshot()`` returns a plain, JSON-ready dict."""
 
     max_batch_size: int
+    name: str = "model"
+    #: Shared, mutable list: listeners added later (to the registry) apply at once.
+    listeners: list[StatsListener] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     requests: int = 0  # accepted (passed validation and the queue bound)
     rows: int = 0  # real rows computed
@@ -104,7 +133,9 @@ class BatcherStats:
         if not self.batch_sizes:
             self.batch_sizes = [0] * (self.max_batch_size + 1)
 
-    def record_batch(self, rows: int, padded: int, run_seconds: float, failed_calls: int, extra_calls: int) -> None:
+    def record_batch(
+        self, rows: int, padded: int, run_seconds: float, failed_calls: int, extra_calls: int, queue_depth: int
+    ) -> None:
         with self.lock:
             self.batches += 1
             self.rows += rows
@@ -113,11 +144,41 @@ class BatcherStats:
             self.run_time.observe(run_seconds)
             self.failed_batches += failed_calls
             self.bisect_calls += extra_calls
+        for listener in self.listeners:
+            try:
+                listener.on_batch(self.name, rows, padded, run_seconds, queue_depth)
+            except Exception:
+                logger.exception("stats listener %r failed", listener)
+
+    def record_request(self, outcome: str, queue_wait: float | None = None, latency: float | None = None) -> None:
+        """Count one request's outcome (see ``OUTCOMES``); timings only for "ok"."""
+        with self.lock:
+            if outcome == "ok":
+                self.completed += 1
+                assert queue_wait is not None and latency is not None
+                self.queue_wait.observe(queue_wait)
+                self.latency.observe(latency)
+            elif outcome == "timeout":
+                self.timeouts += 1
+            elif outcome == "error":
+                self.errors += 1
+            elif outcome == "cancelled":
+                self.cancelled += 1
+            elif outcome == "overloaded":
+                self.rejected += 1
+            elif outcome == "invalid":
+                self.invalid += 1
+            else:
+                raise ValueError(f"unknown outcome {outcome!r}")
+        for listener in self.listeners:
+            try:
+                listener.on_request(self.name, outcome, queue_wait, latency)
+            except Exception:
+                logger.exception("stats listener %r failed", listener)
 
     def snapshot(self, *, queue_depth: int, in_flight_batches: int) -> dict[str, Any]:
         with self.lock:
             batches = self.batches
-            rows_in_batches = sum(size * n for size, n in enumerate(self.batch_sizes))
             real_and_padding = self.rows + self.padding_rows
             return {
                 "started_at": self.started_at,
@@ -126,7 +187,7 @@ class BatcherStats:
                 "rows": self.rows,
                 "completed": self.completed,
                 "batches": batches,
-                "mean_batch_size": round(rows_in_batches / batches, 3) if batches else None,
+                "mean_batch_size": round(self.rows / batches, 3) if batches else None,
                 "batch_size_histogram": {str(size): n for size, n in enumerate(self.batch_sizes) if n},
                 "padding_rows": self.padding_rows,
                 "padding_share": round(self.padding_rows / real_and_padding, 4) if real_and_padding else 0.0,

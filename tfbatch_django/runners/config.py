@@ -23,7 +23,7 @@ class RunnerConfig:
 
     @property
     def format(self) -> str:
-        """"custom", "keras" or "savedmodel"."""
+        """ "custom", "keras" or "savedmodel"."""
         if self.runner:
             return "custom"
         assert self.path is not None
@@ -31,7 +31,7 @@ class RunnerConfig:
 
 
 def detect_format(path: Path) -> str:
-    """"keras" for a Keras 3 archive (``.keras``), else "savedmodel"."""
+    """ "keras" for a Keras 3 archive (``.keras``), else "savedmodel"."""
     return "keras" if path.suffix == ".keras" else "savedmodel"
 
 

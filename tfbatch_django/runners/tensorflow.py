@@ -103,8 +103,7 @@ class SavedModelRunner(Runner):
                 self._loaded = tf.saved_model.load(str(directory))
         except Exception as exc:
             raise ModelLoadError(
-                f"TensorFlow {tf.__version__} could not load the SavedModel at {directory}: "
-                f"{type(exc).__name__}: {exc}"
+                f"TensorFlow {tf.__version__} could not load the SavedModel at {directory}: {type(exc).__name__}: {exc}"
             ) from exc
         signatures = self._loaded.signatures
         if signature not in signatures:

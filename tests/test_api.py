@@ -1,0 +1,152 @@
+"""The public API through Django settings: predict, predict_sync, stats, warm-up, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+from django.test import override_settings
+
+import tfbatch_django
+from tfbatch_django import (
+    InvalidInput,
+    ModelError,
+    ModelLoadError,
+    ModelNotFound,
+    get_stats,
+    model_info,
+    predict,
+    predict_detailed,
+    predict_sync,
+    warmup,
+)
+from tfbatch_django.registry import registry
+
+FAKES = {
+    "MODELS": {
+        "double": {"RUNNER": "tests.fakes.double_runner", "MAX_BATCH_SIZE": 8},
+        "slow": {"RUNNER": "tests.fakes.slow_runner", "OPTIONS": {"delay_ms": 20}, "MAX_BATCH_SIZE": 4},
+        "failing": {"RUNNER": "tests.fakes.failing_runner", "WARMUP": False},
+        "broken": {"RUNNER": "tests.fakes.broken_factory"},
+    }
+}
+
+
+@pytest.fixture(autouse=True)
+def fake_models():
+    with override_settings(TFBATCH=FAKES):
+        yield
+
+
+def test_public_surface_is_explicit():
+    assert set(tfbatch_django.__all__) >= {"predict", "predict_sync", "get_stats", "TFBatchError", "ModelNotFound"}
+    for name in tfbatch_django.__all__:
+        assert hasattr(tfbatch_django, name), name
+
+
+async def test_predict_returns_the_single_output():
+    y = await predict("double", [[1, 2, 3]])
+    assert isinstance(y, np.ndarray)
+    assert y.tolist() == [[2, 4, 6]]
+
+
+async def test_predict_detailed_has_batch_info():
+    result = await predict_detailed("double", np.ones((2, 3), np.float32))
+    assert result.outputs["y"].shape == (2, 3)
+    assert result.batch.size >= 2
+
+
+def test_predict_sync_from_plain_code():
+    assert predict_sync("double", [[1, 1, 1]], timeout=5).tolist() == [[2, 2, 2]]
+
+
+async def test_predict_sync_refuses_to_block_an_event_loop():
+    with pytest.raises(RuntimeError, match="use 'await predict"):
+        predict_sync("double", [[1, 1, 1]])
+
+
+async def test_unknown_model_lists_configured_ones():
+    with pytest.raises(ModelNotFound, match="no model named 'nope'; configured models: 'double', 'slow'"):
+        await predict("nope", [[1]])
+
+
+async def test_invalid_input_names_model_and_input():
+    with pytest.raises(InvalidInput, match="input 'x' has shape") as info:
+        await predict("double", [[1, 2]])
+    assert (info.value.model, info.value.input) == ("double", "x")
+
+
+async def test_model_that_fails_to_load_fails_alone():
+    with pytest.raises(ModelLoadError, match="weights file is corrupt"):
+        await predict("broken", [[1]])
+    with pytest.raises(ModelLoadError, match="weights file is corrupt"):
+        predict_sync_in_thread("broken", [[1]])
+    assert (await predict("double", [[1, 1, 1]])).tolist() == [[2, 2, 2]]
+    stats = get_stats()
+    assert stats["broken"]["status"] == "failed"
+    assert "OSError: weights file is corrupt" in stats["broken"]["error"]
+    assert stats["double"]["status"] == "ready"
+
+
+async def test_model_errors_reach_the_caller():
+    with pytest.raises(ModelError, match="this model always fails"):
+        await predict("failing", [[1, 2]])
+
+
+def predict_sync_in_thread(model, x):
+    box = {}
+
+    def run():
+        try:
+            box["value"] = predict_sync(model, x)
+        except BaseException as exc:  # noqa: BLE001
+            box["error"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(30)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def test_stats_before_and_after_load():
+    stats = get_stats()
+    assert set(stats) == {"double", "slow", "failing", "broken"}
+    before = stats["slow"]
+    assert before["status"] == "not_loaded"
+    assert before["requests"] == 0
+    assert before["settings"]["MAX_BATCH_SIZE"] == 4
+    predict_sync("slow", [[1, 2]])
+    after = get_stats("slow")["slow"]
+    assert after["status"] == "ready"
+    assert after["requests"] == 1
+    assert after["runner"]["inputs"] == [{"name": "x", "dtype": "float32", "shape": [-1, 2]}]
+    assert [w["size"] for w in after["warmup"]] == [1, 4]
+
+
+def test_warmup_reports_statuses():
+    assert warmup(["double", "broken"]) == {"double": "ready", "broken": "failed"}
+    info = model_info("double")
+    assert info["ready"] is True
+    assert info["runner"]["runner"] == "callable"
+
+
+async def test_concurrent_async_callers_batch_together():
+    results = await asyncio.gather(*(predict_detailed("slow", [[i, i]]) for i in range(12)))
+    assert [r.outputs["y"].tolist() for r in results] == [[[i + 1, i + 1]] for i in range(12)]
+    assert max(r.batch.size for r in results) == 4
+
+
+def test_settings_change_rebuilds_the_registry():
+    first = registry.get("double").load()
+    with override_settings(
+        TFBATCH={"MODELS": {"double": {"RUNNER": "tests.fakes.double_runner", "MAX_BATCH_SIZE": 2}}}
+    ):
+        second = registry.get("double").load()
+        assert second is not first
+        assert second.config.max_batch_size == 2
+        assert set(get_stats()) == {"double"}
+    assert not first.alive  # closed when the settings changed
