@@ -275,7 +275,7 @@ async def test_poisoned_request_is_isolated_by_bisection(make_batcher):
     model.release()
     await running
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    for v, outcome in zip(values, outcomes):
+    for v, outcome in zip(values, outcomes, strict=True):
         if v == 666:
             assert isinstance(outcome, ModelError)
             assert "failed on this request: ValueError: poisoned row in batch" in str(outcome)
@@ -459,7 +459,7 @@ def test_sync_callers_from_threads_share_batches(make_batcher):
     while accepted(batcher) < 9 and not deadline.wait(0.001):
         pass
     model.release()
-    for t in threads + [first]:
+    for t in [*threads, first]:
         t.join(10)
     assert model.sizes == [1, 8]
     for i, y in results.items():

@@ -15,6 +15,7 @@ answers, and it sets ``request.done`` when it does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -548,10 +549,9 @@ class Batcher:
             return
         deliveries, self._deliveries = self._deliveries, {}
         for loop, items in deliveries.items():
-            try:
+            # A closed loop (its caller is gone) raises RuntimeError: nobody is left to answer.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(deliver_async, items)
-            except RuntimeError:
-                pass  # the caller's loop is closed: nobody is left to answer
 
     def _fail_everything(self, error: TFBatchError) -> None:
         requests = list(self._pending) + [s.request for b in self._running for s in b.segments]

@@ -83,7 +83,7 @@ def _run(
     try:
         outputs = check_outputs(runner.run(inputs), padded)
         return [Outcome(segments, outputs, None, padded)]
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any model failure is bisected, then reported
         batch.failed_calls += 1
         live = [s for s in segments if not (s.request.done or s.request.cancelled)]
         if len(live) <= 1:

@@ -102,7 +102,7 @@ def coerce_inputs(
                 f"inputs do not match the model: {'; '.join(parts)}; expected inputs: "
                 + ", ".join(repr(n) for n in specs),
                 model=model,
-                input=(missing or unknown or [None])[0],
+                input=(missing or unknown)[0],
             )
         items = [(spec, inputs[name]) for name, spec in specs.items()]
     else:
@@ -215,7 +215,7 @@ def _check_shape(spec: TensorSpec, arr: np.ndarray, model: str | None) -> None:
             model=model,
             input=name,
         )
-    for got, want in zip(arr.shape[1:], spec.shape[1:]):
+    for got, want in zip(arr.shape[1:], spec.shape[1:], strict=True):
         if want is not None and got != want:
             raise InvalidInput(
                 f"input {name!r} has shape {format_shape(arr.shape)}; expected "

@@ -76,7 +76,7 @@ class KerasRunner(Runner):
         outputs = list(model.outputs)
         if len(outputs) == len(self.output_names):
             self.output_specs = {
-                name: TensorSpec.of(name, t.dtype, t.shape) for name, t in zip(self.output_names, outputs)
+                name: TensorSpec.of(name, t.dtype, t.shape) for name, t in zip(self.output_names, outputs, strict=True)
             }
         self.notes: list[str] = []
         unnamed = [n for n in self._input_names if n.startswith("keras_tensor")]
@@ -112,7 +112,7 @@ class KerasRunner(Runner):
         if isinstance(result, Mapping):
             return {str(k): np.asarray(v) for k, v in result.items()}
         if isinstance(result, Sequence) and not isinstance(result, np.ndarray):
-            return {name: np.asarray(v) for name, v in zip(self.output_names, result)}
+            return {name: np.asarray(v) for name, v in zip(self.output_names, result, strict=True)}
         return {self.output_names[0]: np.asarray(result)}
 
     def describe(self) -> dict[str, Any]:

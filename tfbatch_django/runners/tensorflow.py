@@ -40,7 +40,7 @@ def tf_dtype_to_numpy(dtype: Any) -> np.dtype[Any]:
     """numpy dtype for a ``tf.DType``; strings become ``object`` (bytes)."""
     if dtype.name == "string":
         return np.dtype(object)
-    return np.dtype(dtype.as_numpy_dtype)
+    return np.dtype(dtype.as_numpy_dtype)  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager
@@ -150,9 +150,9 @@ class SavedModelRunner(Runner):
         names = self._names
         signature = [fn.structured_input_signature[1][n] for n in names]
 
-        @tf.function(input_signature=signature, jit_compile=True)
+        @tf.function(input_signature=signature, jit_compile=True)  # type: ignore[untyped-decorator]
         def call(*args: Any) -> Any:
-            return fn(**dict(zip(names, args)))
+            return fn(**dict(zip(names, args, strict=True)))
 
         return lambda **kw: call(*(kw[n] for n in names))
 

@@ -88,13 +88,13 @@ def resolve_device(tf: Any, device: str) -> str:
     kind, _, index = device.lower().partition(":")
     gpus = tf.config.list_logical_devices("GPU")
     if kind == "auto":
-        return gpus[0].name if gpus else "/device:CPU:0"
+        return str(gpus[0].name) if gpus else "/device:CPU:0"
     if kind == "cpu":
         return "/device:CPU:0"
     n = int(index or 0)
     if n >= len(gpus):
         raise RuntimeError(f"DEVICE {device!r} requested but this process sees {len(gpus)} GPU(s)")
-    return gpus[n].name
+    return str(gpus[n].name)
 
 
 def tensorflow_info() -> dict[str, Any]:
