@@ -7,6 +7,9 @@ import pytest
 
 from tfbatch_django.batching import BatchConfig, Batcher, Runner
 
+# Real TensorFlow models (built once per session, only when a test asks for them).
+pytest_plugins = ["tests.tf_models"]
+
 
 @pytest.fixture
 def make_batcher() -> Iterator[Callable[..., Batcher]]:

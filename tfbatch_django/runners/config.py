@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FrameworkOptions", "RunnerConfig", "detect_format"]
+__all__ = ["FrameworkOptions", "RunnerConfig", "detect_format", "generated_names_note"]
+
+# Names Keras makes up for unnamed inputs: "input_layer_3" in .keras archives,
+# "keras_tensor_12" in SavedModel exports. They change when the model is rebuilt.
+_GENERATED = re.compile(r"^(keras_tensor|input_layer)(_\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -43,3 +48,14 @@ class FrameworkOptions:
     inter_op_threads: int | None = None
     gpu_memory_growth: bool = True
     quiet: bool = True  # hide the C++ log lines TensorFlow prints while importing
+
+
+def generated_names_note(names: Iterable[str]) -> str | None:
+    """A note for the admin page when inputs carry names Keras generated."""
+    generated = [n for n in names if _GENERATED.match(n)]
+    if not generated:
+        return None
+    return (
+        f"inputs have generated names {generated}, which change when the model is rebuilt; "
+        "name them with keras.Input(name=...) before saving or exporting"
+    )

@@ -23,7 +23,7 @@ import numpy as np
 from ..batching.runner import Runner
 from ..batching.spec import TensorSpec
 from ..exceptions import ModelLoadError
-from .config import FrameworkOptions
+from .config import FrameworkOptions, generated_names_note
 
 __all__ = ["KerasRunner"]
 
@@ -79,11 +79,9 @@ class KerasRunner(Runner):
                 name: TensorSpec.of(name, t.dtype, t.shape) for name, t in zip(self.output_names, outputs, strict=True)
             }
         self.notes: list[str] = []
-        unnamed = [n for n in self._input_names if n.startswith("keras_tensor")]
-        if unnamed:
-            self.notes.append(
-                f"inputs have generated names {unnamed}; name them with keras.Input(name=...) for a stable API"
-            )
+        note = generated_names_note(self._input_names)
+        if note:
+            self.notes.append(note)
 
     def _device_name(self, device: str) -> str:
         kind, _, index = device.lower().partition(":")

@@ -27,7 +27,7 @@ import numpy as np
 from ..batching.runner import Runner
 from ..batching.spec import TensorSpec
 from ..exceptions import ModelLoadError
-from .config import FrameworkOptions
+from .config import FrameworkOptions, generated_names_note
 from .savedmodel_meta import resolve_savedmodel_dir
 from .tf_setup import import_tensorflow, resolve_device
 
@@ -126,6 +126,9 @@ class SavedModelRunner(Runner):
             name: TensorSpec(name, tf_dtype_to_numpy(t.dtype), _shape(t.shape)) for name, t in outputs.items()
         }
         self.fixed_batch = self._fixed_batch_size()
+        note = generated_names_note(self.input_specs)
+        if note:
+            self.notes.append(note)
         if self.fixed_batch is not None:
             note = (
                 f"signature {signature!r} has a fixed batch dimension of {self.fixed_batch}: "

@@ -1,0 +1,50 @@
+"""Reading signatures from saved_model.pb without TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.tf_models import TFSERVING
+from tfbatch_django.runners.savedmodel_meta import TensorMeta, read_signatures, resolve_savedmodel_dir
+
+
+def test_tf1_export_signatures():
+    sigs = read_signatures(TFSERVING / "saved_model_half_plus_two_cpu")
+    assert set(sigs) == {"serving_default", "classify_x_to_y", "regress_x_to_y", "regress_x_to_y2", "regress_x2_to_y3"}
+    default = sigs["serving_default"]
+    assert default.method_name == "tensorflow/serving/predict"
+    assert default.inputs == (TensorMeta("x", "float32", (None, 1)),)
+    assert default.outputs == (TensorMeta("y", "float32", (None, 1)),)
+    assert sigs["classify_x_to_y"].inputs == (TensorMeta("inputs", "string", None),)
+
+
+def test_tf2_export_with_fixed_batch_and_no_internal_signatures():
+    sigs = read_signatures(TFSERVING / "saved_model_half_plus_two_tf2_cpu")
+    assert "__saved_model_init_op" not in sigs
+    assert sigs["serving_default"].inputs == (TensorMeta("x", "float32", (1,)),)
+
+
+def test_agrees_with_tensorflow_on_a_keras_export(classifier, tf):
+    ours = read_signatures(classifier.savedmodel_path)["serving_default"]
+    fn = tf.saved_model.load(str(classifier.savedmodel_path)).signatures["serving_default"]
+    theirs = fn.structured_input_signature[1]
+    assert [(t.name, t.dtype, t.shape) for t in ours.inputs] == [
+        (name, spec.dtype.name, tuple(spec.shape.as_list())) for name, spec in theirs.items()
+    ]
+
+
+def test_not_a_savedmodel(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a SavedModel"):
+        resolve_savedmodel_dir(tmp_path)
+
+
+def test_does_not_import_tensorflow():
+    code = (
+        "import sys; from tfbatch_django.runners.savedmodel_meta import read_signatures; "
+        f"read_signatures({str(TFSERVING / 'saved_model_half_plus_two_cpu')!r}); "
+        "assert 'tensorflow' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,0 +1,175 @@
+"""SavedModel runner with real exports: our own Keras exports and TF Serving's test models."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.tf_models import TFSERVING
+from tfbatch_django.batching import BatchConfig, Batcher
+from tfbatch_django.exceptions import ModelLoadError
+from tfbatch_django.runners import RunnerConfig, load_runner
+from tfbatch_django.runners.tensorflow import SavedModelRunner
+
+HALF_PLUS_TWO = TFSERVING / "saved_model_half_plus_two_cpu"
+HALF_PLUS_TWO_TF2 = TFSERVING / "saved_model_half_plus_two_tf2_cpu"
+HALF_PLUS_THREE = TFSERVING / "saved_model_half_plus_three"
+
+
+def serve(runner, **config) -> Batcher:
+    return Batcher(runner, BatchConfig(**config), name="t").start()
+
+
+def test_keras_export_matches_direct_calls_through_the_batcher(classifier, images):
+    runner = SavedModelRunner(classifier.savedmodel_path)
+    assert list(runner.input_specs) == ["image"]
+    assert runner.input_specs["image"].shape == (None, 8, 8, 1)
+    assert list(runner.output_specs) == ["output_0"]  # Keras exports name the output so
+    batcher = serve(runner, max_batch_size=16, allowed_batch_sizes=(1, 8, 16))
+    try:
+
+        async def main():
+            return await asyncio.gather(*(batcher.predict(images[i : i + 1]) for i in range(len(images))))
+
+        results = asyncio.run(main())
+        expected = classifier.direct(images).numpy()
+        got = np.concatenate([r.outputs["output_0"] for r in results])
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+        assert max(r.batch.size for r in results) > 1
+        assert {r.batch.padded_size for r in results} <= {1, 8, 16}
+        assert [w["size"] for w in batcher.warmup_report] == [1, 8, 16]
+    finally:
+        batcher.close()
+
+
+def test_multi_input_multi_output_export(two_headed):
+    runner = SavedModelRunner(two_headed.savedmodel_path)
+    assert runner.input_specs["b"].dtype == np.int32
+    a = np.random.default_rng(0).random((5, 3), dtype=np.float32)
+    b = np.array([[1, 2], [3, 4], [5, 6], [7, 8], [9, 0]], dtype=np.int32)
+    batcher = serve(runner, max_batch_size=4)
+    try:
+        result = batcher.predict_sync({"a": a, "b": b.tolist()})  # lists are cast to the input's int32
+        direct = two_headed.direct({"a": a, "b": b})
+        assert set(result.outputs) == {"total", "scores"}
+        for name in ("total", "scores"):
+            np.testing.assert_allclose(result.outputs[name], direct[name].numpy(), rtol=1e-5, atol=1e-6)
+        assert result.batch.batches == 2  # 5 rows over batches of at most 4
+    finally:
+        batcher.close()
+
+
+def test_tf1_half_plus_two_answers_like_tf_serving():
+    runner = SavedModelRunner(HALF_PLUS_TWO)
+    assert runner.version == 123  # TF Serving's numbered version directory
+    assert runner.describe()["notes"] == ["TF1 export with reference variables (loaded read-only; fine for serving)"]
+    batcher = serve(runner)
+    try:
+        assert batcher.predict_sync([[1.0], [2.0], [5.0]]).outputs == {
+            "y": pytest.approx(np.array([[2.5], [3.0], [4.5]]))
+        }
+    finally:
+        batcher.close()
+
+
+def test_tf1_classify_signature_takes_serialized_examples(tf):
+    runner = SavedModelRunner(HALF_PLUS_TWO, signature="classify_x_to_y")
+    spec = runner.input_specs["inputs"]
+    assert spec.is_string and spec.shape is None  # unknown rank: no warm-up possible
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(feature={"x": tf.train.Feature(float_list=tf.train.FloatList(value=[v]))})
+        ).SerializeToString()
+        for v in (1.0, 4.0)
+    ]
+    batcher = serve(runner)
+    try:
+        assert batcher.warmup_report == [{"skipped": "inputs with unknown dimensions: inputs"}]
+        result = batcher.predict_sync(np.array(examples, dtype=object))
+        np.testing.assert_allclose(result.outputs["scores"], [[2.5], [4.0]])
+    finally:
+        batcher.close()
+
+
+def test_tf2_fixed_batch_of_one_runs_rows_one_at_a_time(caplog):
+    with caplog.at_level("WARNING", logger="tfbatch_django.runners"):
+        runner = SavedModelRunner(HALF_PLUS_TWO_TF2)
+    assert runner.fixed_batch == 1
+    note = "signature 'serving_default' has a fixed batch dimension of 1: rows run 1 at a time, one model call each"
+    assert note in caplog.text
+    assert runner.describe()["notes"] == [note]
+    assert runner.describe()["fixed_batch_size"] == 1
+    batcher = serve(runner, max_batch_size=8)
+    try:
+
+        async def main():
+            return await asyncio.gather(*(batcher.predict([float(v), float(v) + 1]) for v in range(20)))
+
+        results = asyncio.run(main())
+        for v, r in enumerate(results):
+            np.testing.assert_allclose(r.outputs["y"], [v / 2 + 2, (v + 1) / 2 + 2])
+        assert max(r.batch.size for r in results) > 2
+    finally:
+        batcher.close()
+
+
+def test_savedmodel_that_tensorflow_cannot_load_raises_a_clear_error():
+    with pytest.raises(ModelLoadError) as info:
+        SavedModelRunner(HALF_PLUS_THREE)
+    message = str(info.value)
+    assert message.startswith("TensorFlow 2.21.0 could not load the SavedModel at ")
+    assert "saved_model_half_plus_three/00000123: ValueError:" in message
+
+
+def test_unknown_signature_lists_the_available_ones():
+    with pytest.raises(
+        ModelLoadError, match=r"has no signature 'predict'; available: classify_x_to_y, .*serving_default"
+    ):
+        SavedModelRunner(HALF_PLUS_TWO, signature="predict")
+
+
+def test_highest_version_directory_is_served(tmp_path):
+    shutil.copytree(HALF_PLUS_TWO / "00000123", tmp_path / "1")
+    shutil.copytree(HALF_PLUS_TWO / "00000123", tmp_path / "7")
+    (tmp_path / "notes").mkdir()
+    runner = SavedModelRunner(tmp_path)
+    assert runner.version == 7
+    assert runner.path == tmp_path / "7"
+
+
+def test_devices():
+    assert SavedModelRunner(HALF_PLUS_TWO, device="cpu").describe()["device"] == "/device:CPU:0"
+    with pytest.raises(RuntimeError, match=r"DEVICE 'gpu:0' requested but this process sees 0 GPU\(s\)"):
+        SavedModelRunner(HALF_PLUS_TWO, device="gpu:0")
+
+
+def test_xla_compiled_with_padding_matches_plain(classifier, images):
+    plain = SavedModelRunner(classifier.savedmodel_path)
+    compiled = SavedModelRunner(classifier.savedmodel_path, jit_compile=True)
+    batcher = serve(compiled, max_batch_size=8, allowed_batch_sizes=(4, 8))
+    try:
+        got = batcher.predict_sync(images[:11])
+        want = plain.run({"image": images[:11]})
+        np.testing.assert_allclose(got.outputs["output_0"], want["output_0"], rtol=1e-4, atol=1e-5)
+        assert compiled.describe()["jit_compile"] is True
+    finally:
+        batcher.close()
+
+
+def test_concurrent_batches_on_a_thread_safe_savedmodel(classifier, images):
+    runner = load_runner(RunnerConfig(path=classifier.savedmodel_path))
+    assert runner.thread_safe
+    batcher = serve(runner, max_batch_size=4, max_concurrent_batches=2)
+    try:
+
+        async def main():
+            return await asyncio.gather(*(batcher.predict(images[i : i + 2]) for i in range(0, 36, 2)))
+
+        results = asyncio.run(main())
+        got = np.concatenate([r.outputs["output_0"] for r in results])
+        np.testing.assert_allclose(got, classifier.direct(images[:36]).numpy(), rtol=1e-5, atol=1e-6)
+    finally:
+        batcher.close()

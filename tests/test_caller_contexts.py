@@ -1,0 +1,160 @@
+"""One process-wide batcher per model, whatever calls it.
+
+Each test drives the registry's real batcher from a different caller context: the
+contexts where an asyncio object bound to the first loop that touched it would break.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+import numpy as np
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.test import override_settings
+
+from tests.fakes import GatedModel
+from tfbatch_django import predict, predict_detailed, predict_sync
+from tfbatch_django.registry import registry
+
+GATED = GatedModel()
+
+
+def gated_runner() -> GatedModel:
+    return GATED
+
+
+SETTINGS = {
+    "MODELS": {
+        "double": {"RUNNER": "tests.fakes.double_runner", "MAX_BATCH_SIZE": 8},
+        "gated": {"RUNNER": "tests.test_caller_contexts.gated_runner", "MAX_BATCH_SIZE": 16, "WARMUP": False},
+    }
+}
+
+
+@pytest.fixture(autouse=True)
+def models():
+    GATED.batches.clear()
+    GATED.release()
+    with override_settings(TFBATCH=SETTINGS):
+        yield
+
+
+def x(value: float) -> np.ndarray:
+    return np.full((1, 3), value, np.float32)
+
+
+def test_asyncio_run_twice_in_a_row():
+    async def call(v: float) -> list[list[float]]:
+        return (await predict("double", x(v))).tolist()
+
+    assert asyncio.run(call(1)) == [[2, 2, 2]]
+    batcher = registry.get("double").batcher
+    assert asyncio.run(call(2)) == [[4, 4, 4]]  # a new loop, the same batcher
+    assert registry.get("double").batcher is batcher
+
+
+def test_async_to_sync_with_no_outer_loop():
+    # Under WSGI every async_to_sync call runs a fresh event loop.
+    for v in range(3):
+        assert async_to_sync(predict)("double", x(v)).tolist() == [[2 * v] * 3]
+
+
+def test_event_loops_in_several_threads_at_once():
+    results: dict[int, list[list[float]]] = {}
+
+    def worker(v: int) -> None:
+        results[v] = asyncio.run(predict("double", x(v))).tolist()
+
+    threads = [threading.Thread(target=worker, args=(v,)) for v in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == {v: [[2 * v] * 3] for v in range(6)}
+
+
+async def test_sync_to_async_thread_and_coroutines_share_one_batch():
+    batcher = registry.get("gated").load()
+    GATED.hold()
+    first = asyncio.ensure_future(predict("gated", x(0)))
+    await asyncio.to_thread(GATED.entered.wait, 5)
+    from_thread = asyncio.ensure_future(sync_to_async(predict_sync, thread_sensitive=False)("gated", x(1)))
+    from_loop = [asyncio.ensure_future(predict_detailed("gated", x(v))) for v in (2, 3)]
+    while batcher.snapshot()["requests"] < 4:
+        await asyncio.sleep(0.001)
+    GATED.release()
+    await first
+    assert (await from_thread)["y"].tolist() == [[2, 2, 2]]
+    infos = [(await t).batch.size for t in from_loop]
+    assert infos == [3, 3]  # the thread's row and both coroutines' rows rode together
+    assert GATED.sizes == [1, 3]
+
+
+def test_awaiting_from_a_loop_that_closes_early_does_not_break_the_batcher():
+    GATED.hold()
+
+    async def give_up() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(predict("gated", x(5)), 0.05)
+
+    asyncio.run(give_up())  # that loop is closed now; its answer has nowhere to go
+    GATED.release()
+    assert predict_sync("gated", x(6))["y"].tolist() == [[12, 12, 12]]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_builds_its_own_batcher():
+    assert predict_sync("double", x(1)).tolist() == [[2, 2, 2]]
+    parent_batcher = registry.get("double").batcher
+    assert parent_batcher is not None
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: the parent's threads do not exist here
+        status = 1
+        try:
+            os.close(read_fd)
+            handle = registry.get("double")
+            result = predict_sync("double", x(7)).tolist()
+            batcher = registry.get("double").batcher
+            fresh = batcher is not None and batcher.pid == os.getpid() and handle.batcher is batcher
+            os.write(write_fd, repr((result, fresh)).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        report = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0, report
+    assert report == repr(([[14.0, 14.0, 14.0]], True))
+    # The parent's batcher is untouched.
+    assert registry.get("double").batcher is parent_batcher
+    assert predict_sync("double", x(2)).tolist() == [[4, 4, 4]]
+
+
+def test_model_load_does_not_block_the_event_loop():
+    # The first call loads the model on a background thread; meanwhile the loop runs.
+    ticks = 0
+
+    async def main() -> list[list[float]]:
+        nonlocal ticks
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(ticker())
+        result = (await predict("double", x(3))).tolist()
+        stop.set()
+        await task
+        return result
+
+    assert registry.get("double").batcher is None
+    assert asyncio.run(main()) == [[6, 6, 6]]
+    assert ticks > 0

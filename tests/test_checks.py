@@ -1,0 +1,171 @@
+"""System checks: each id, with the exact message and hint users read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.core.checks import Error
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from tfbatch_django.checks import check_settings
+from tfbatch_django.conf import get_config
+
+TFSERVING = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "tfserving"
+HALF_PLUS_TWO = TFSERVING / "saved_model_half_plus_two_cpu"
+
+
+def run(tfbatch: object) -> list[tuple[str, str, str | None]]:
+    with override_settings(TFBATCH=tfbatch):
+        return [(m.id, m.msg, m.hint) for m in check_settings()]
+
+
+def model(**keys: object) -> dict[str, object]:
+    return {"MODELS": {"m": {"RUNNER": "tests.fakes.double_runner", **keys}}}
+
+
+def test_valid_settings_pass():
+    assert run(model(MAX_BATCH_SIZE=8, ALLOWED_BATCH_SIZES=[1, 4, 8])) == []
+    assert run({"MODELS": {"hp2": {"PATH": HALF_PLUS_TWO}}}) == []
+    assert run(None) == []
+
+
+def test_e001_unknown_keys_suggest_the_closest():
+    assert run(model(MAX_BATCH=8)) == [
+        ("tfbatch_django.E001", "TFBATCH['MODELS']['m']: unknown key 'MAX_BATCH'.", "Did you mean 'MAX_BATCH_SIZE'?")
+    ]
+    assert run({"MODEL": {}}) == [
+        ("tfbatch_django.E001", "TFBATCH has an unknown key 'MODEL'.", "Did you mean 'MODELS'?")
+    ]
+    [(cid, msg, _)] = run({"DEFAULTS": {"MAX_LATENCY": 3}})
+    assert (cid, msg) == ("tfbatch_django.E001", "TFBATCH['DEFAULTS'] has an unknown key 'MAX_LATENCY'.")
+
+
+def test_e002_missing_path():
+    assert run({"MODELS": {"m": {"PATH": "/nope/model"}}}) == [
+        (
+            "tfbatch_django.E002",
+            "TFBATCH['MODELS']['m']: PATH '/nope/model' does not exist.",
+            "Point PATH at a SavedModel directory or a .keras file (absolute paths are safest).",
+        )
+    ]
+
+
+def test_e002_directory_without_a_savedmodel(tmp_path):
+    [(cid, msg, _)] = run({"MODELS": {"m": {"PATH": tmp_path}}})
+    assert cid == "tfbatch_django.E002"
+    assert msg == (
+        f"TFBATCH['MODELS']['m']: {tmp_path} is not a SavedModel: no saved_model.pb in it, "
+        "nor in a numbered version directory under it."
+    )
+
+
+def test_e003_non_positive_sizes():
+    assert run(model(MAX_BATCH_SIZE=0, MAX_QUEUE_SIZE=-1, MAX_LATENCY_MS=-5, TIMEOUT_MS=0)) == [
+        ("tfbatch_django.E003", "TFBATCH['MODELS']['m']: MAX_BATCH_SIZE must be a positive integer, got 0.", None),
+        ("tfbatch_django.E003", "TFBATCH['MODELS']['m']: MAX_QUEUE_SIZE must be a positive integer, got -1.", None),
+        ("tfbatch_django.E003", "TFBATCH['MODELS']['m']: MAX_LATENCY_MS must be a number >= 0, got -5.", None),
+        ("tfbatch_django.E003", "TFBATCH['MODELS']['m']: TIMEOUT_MS must be a positive number or None, got 0.", None),
+    ]
+
+
+def test_e004_allowed_sizes_must_reach_max_batch_size():
+    assert run(model(MAX_BATCH_SIZE=64, ALLOWED_BATCH_SIZES=[1, 8, 32])) == [
+        (
+            "tfbatch_django.E004",
+            "TFBATCH['MODELS']['m']: ALLOWED_BATCH_SIZES [1, 8, 32] does not reach MAX_BATCH_SIZE (64).",
+            "Add 64 to ALLOWED_BATCH_SIZES, or lower MAX_BATCH_SIZE to 32.",
+        )
+    ]
+    [(_, msg, _)] = run(model(ALLOWED_BATCH_SIZES=[8, 4, 32]))
+    assert msg == "TFBATCH['MODELS']['m']: ALLOWED_BATCH_SIZES must be strictly increasing, got [8, 4, 32]."
+
+
+def test_e005_unknown_signature_lists_available():
+    assert run({"MODELS": {"hp2": {"PATH": HALF_PLUS_TWO, "SIGNATURE": "predict"}}}) == [
+        (
+            "tfbatch_django.E005",
+            "TFBATCH['MODELS']['hp2']: the SavedModel has no signature 'predict'.",
+            "Available signatures: classify_x_to_y, regress_x2_to_y3, regress_x_to_y, regress_x_to_y2, "
+            "serving_default.",
+        )
+    ]
+
+
+def test_e006_path_or_runner():
+    msg = (
+        "TFBATCH['MODELS']['m']: set exactly one of PATH (a SavedModel directory or .keras file) "
+        "or RUNNER (a dotted path to a factory)."
+    )
+    assert run({"MODELS": {"m": {}}}) == [("tfbatch_django.E006", msg, None)]
+
+
+def test_e007_runner_not_importable():
+    [(cid, msg, _)] = run({"MODELS": {"m": {"RUNNER": "tests.fakes.no_such_factory"}}})
+    assert cid == "tfbatch_django.E007"
+    assert msg == (
+        "TFBATCH['MODELS']['m']: RUNNER 'tests.fakes.no_such_factory' cannot be imported: "
+        "module 'tests.fakes' has no attribute 'no_such_factory'."
+    )
+    assert run({"MODELS": {"m": {"RUNNER": "tests.fakes.NOT_CALLABLE"}}}) == [
+        (
+            "tfbatch_django.E007",
+            "TFBATCH['MODELS']['m']: RUNNER 'tests.fakes.NOT_CALLABLE' is a int, not a callable factory.",
+            None,
+        )
+    ]
+
+
+def test_e008_wrong_structure():
+    assert run(["m"]) == [("tfbatch_django.E008", "TFBATCH must be a dict, got list.", None)]
+    assert run({"MODELS": {"m": "path"}}) == [
+        ("tfbatch_django.E008", "TFBATCH['MODELS']['m']: expected a dict of settings, got str.", None)
+    ]
+
+
+def test_e009_device():
+    [(cid, msg, _)] = run(model(DEVICE="tpu"))
+    assert (cid, msg) == (
+        "tfbatch_django.E009",
+        "TFBATCH['MODELS']['m']: DEVICE must be 'auto', 'cpu', 'gpu' or 'gpu:N', got 'tpu'.",
+    )
+
+
+def test_e010_model_name_must_be_url_safe():
+    [(cid, msg, _)] = run({"MODELS": {"my model": {"RUNNER": "tests.fakes.double_runner"}}})
+    assert cid == "tfbatch_django.E010"
+    assert "model names may hold letters, digits" in msg
+
+
+def test_checks_are_django_errors_registered_under_the_app_tag():
+    from django.core import checks
+
+    with override_settings(TFBATCH=model(MAX_BATCH_SIZE=0)):
+        messages = checks.run_checks(tags=["tfbatch_django"])
+    assert [type(m) for m in messages] == [Error]
+
+
+def test_structural_errors_stop_predictions_load_time_errors_do_not():
+    error = r"tfbatch_django.E003: .*MAX_BATCH_SIZE must be a positive"
+    with override_settings(TFBATCH=model(MAX_BATCH_SIZE=0)), pytest.raises(ImproperlyConfigured, match=error):
+        get_config()
+    with override_settings(
+        TFBATCH={"MODELS": {"gone": {"PATH": "/nope"}, "ok": {"RUNNER": "tests.fakes.double_runner"}}}
+    ):
+        assert set(get_config().models) == {"gone", "ok"}
+
+
+def test_defaults_apply_to_every_model():
+    settings = {
+        "DEFAULTS": {"MAX_BATCH_SIZE": 16, "TIMEOUT_MS": 250},
+        "MODELS": {
+            "a": {"RUNNER": "tests.fakes.double_runner"},
+            "b": {"RUNNER": "tests.fakes.double_runner", "MAX_BATCH_SIZE": 4},
+        },
+    }
+    with override_settings(TFBATCH=settings):
+        models = get_config().models
+    assert models["a"].batching.max_batch_size == 16
+    assert models["b"].batching.max_batch_size == 4
+    assert models["a"].batching.default_timeout == 0.25

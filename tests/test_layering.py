@@ -1,0 +1,67 @@
+"""Layers, one direction: exceptions <- batching <- runners <- Django glue.
+
+Checked on the source (every import statement, including those inside functions), so a
+lazy import cannot sneak a dependency in either.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "tfbatch_django"
+
+FORBIDDEN = {
+    "exceptions.py": {"django", "channels", "tensorflow", "keras", "numpy", "tfbatch_django"},
+    "batching": {"django", "channels", "tensorflow", "keras", "tfbatch_django.runners", "tfbatch_django.registry"},
+    "runners": {"django", "channels", "tfbatch_django.registry", "tfbatch_django.conf", "tfbatch_django.api"},
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    package = "tfbatch_django." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names.add(module)
+    return names
+
+
+def violations(target: str) -> list[str]:
+    root = PACKAGE / target
+    files = [root] if root.is_file() else sorted(root.rglob("*.py"))
+    found = []
+    for path in files:
+        for module in imported_modules(path):
+            for banned in FORBIDDEN[target]:
+                allowed_self = target == "exceptions.py" and module == "__future__"
+                if not allowed_self and (module == banned or module.startswith(banned + ".")):
+                    found.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    return found
+
+
+def test_exceptions_import_nothing():
+    assert violations("exceptions.py") == []
+
+
+def test_batching_imports_neither_django_nor_tensorflow():
+    assert violations("batching") == []
+
+
+def test_runners_do_not_import_django():
+    assert violations("runners") == []
+
+
+def test_the_checker_catches_a_violation(tmp_path):
+    # The rule must be able to fail: a relative import resolves to its absolute name.
+    fake = PACKAGE / "batching" / "batcher.py"
+    assert "tfbatch_django.exceptions" in imported_modules(fake)
