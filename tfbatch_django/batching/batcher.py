@@ -85,9 +85,12 @@ class Batcher:
         self._depth = 0  # requests accepted and not yet fully dispatched or dropped
         self._queued_rows = 0
         self._closing = False
+        # While the scheduler sleeps, a caller wakes it only when its arrival could
+        # change the decision: enough rows for a full batch, enough requests for
+        # "every recent caller is waiting", or a deadline earlier than the planned wake-up.
         self._sleeping = False
-        self._wake_on_arrival = False
-        self._wake_at_rows = False
+        self._wake_rows = _INF
+        self._wake_depth = _INF
         self._sleep_until = _INF
         self._wake = threading.Event()
 
@@ -228,8 +231,8 @@ class Batcher:
                 self._queued_rows += rows
                 self.stats.requests += 1
                 wake = self._sleeping and (
-                    self._wake_on_arrival
-                    or (self._wake_at_rows and self._queued_rows >= self.config.max_batch_size)
+                    self._queued_rows >= self._wake_rows
+                    or self._depth >= self._wake_depth
                     or (deadline is not None and deadline < self._sleep_until)
                 )
         if refusal is not None:
@@ -308,19 +311,32 @@ class Batcher:
         return False
 
     def _sleep(self, wake_at: float) -> None:
-        capacity = len(self._running) < self.config.max_concurrent_batches
+        running = len(self._running)
+        limit = self.config.max_concurrent_batches
+        wake_rows: float = _INF
+        wake_depth: float = _INF
+        if running < limit:
+            if not self._pending:
+                wake_rows = 1  # idle: the first arrival is dispatched (or waited on) at once
+            else:
+                wake_rows = self.config.max_batch_size
+                # Requests not queued are in running batches; once the queue holds the
+                # rest of the recent peak, every caller is here.
+                wake_depth = self._recent_peak - (self._outstanding - len(self._pending))
+        elif running == limit:
+            wake_rows = self.config.max_batch_size  # a full batch can be assembled ahead
         with self._lock:
             if self._inbox or self._finished:
                 return
             self._sleeping = True
-            self._wake_on_arrival = capacity
-            self._wake_at_rows = not capacity and len(self._running) <= self.config.max_concurrent_batches
+            self._wake_rows = wake_rows
+            self._wake_depth = wake_depth
             self._sleep_until = wake_at
         timeout = None if wake_at == _INF else max(wake_at - time.perf_counter(), 0.0)
         self._wake.wait(timeout)
         with self._lock:
-            self._sleeping = self._wake_on_arrival = self._wake_at_rows = False
-            self._sleep_until = _INF
+            self._sleeping = False
+            self._wake_rows = self._wake_depth = self._sleep_until = _INF
         self._wake.clear()
 
     def _accept(self, request: Request) -> None:
@@ -433,7 +449,10 @@ class Batcher:
             return
         self.stats.record_batch(batch.rows, batch.padded, batch.run_s, batch.failed_calls, batch.calls - 1, self._depth)
         now = time.perf_counter()
+        run_ms = round(batch.run_s * 1e3, 3)
+        timings: list[tuple[float, float]] = []
         for outcome in batch.outcomes:
+            outputs = outcome.outputs
             for seg in outcome.segments:
                 request = seg.request
                 if request.done:
@@ -441,12 +460,7 @@ class Batcher:
                 if request.cancelled:
                     self._finish(request, None, None, cancelled=True)
                     continue
-                request.batches += 1
-                request.batch_size = max(request.batch_size, batch.rows)
-                request.padded_size = max(request.padded_size, batch.padded)
-                request.queue_s = max(request.queue_s, batch.t_dispatch - request.t_submit)
-                request.run_s += batch.run_s
-                if outcome.error is not None:
+                if outputs is None:
                     err = outcome.error
                     error = ModelError(
                         f"model {self.name!r} failed on this request: {type(err).__name__}: {err}", model=self.name
@@ -454,27 +468,47 @@ class Batcher:
                     error.__cause__ = err
                     self._finish(request, None, error)
                     continue
-                assert outcome.outputs is not None
-                part = {k: v[seg.offset : seg.offset + seg.rows] for k, v in outcome.outputs.items()}
-                if seg.rows == request.rows:
-                    outputs = part
+                start, stop = seg.offset, seg.offset + seg.rows
+                part = {k: v[start:stop] for k, v in outputs.items()}
+                queue_s = batch.t_dispatch - request.t_submit
+                if seg.rows == request.rows:  # the common case: the whole request in one batch
+                    info = BatchInfo(batch.rows, batch.padded, round(queue_s * 1e3, 3), run_ms, 1)
                 else:
-                    if request.parts is None:
-                        request.parts = []
-                    request.parts.append(part)
-                    request.received += seg.rows
-                    if request.received < request.rows:
+                    merged = self._merge_part(request, part, seg.rows, batch, queue_s)
+                    if merged is None:
                         continue
-                    outputs = {k: np.concatenate([p[k] for p in request.parts]) for k in part}
-                    request.parts = None
-                info = BatchInfo(
-                    request.batch_size,
-                    request.padded_size,
-                    round(request.queue_s * 1e3, 3),
-                    round(request.run_s * 1e3, 3),
-                    request.batches,
-                )
-                self._finish(request, Prediction(outputs, info), None, now=now)
+                    part, info = merged
+                    queue_s = request.queue_s
+                self._answer(request, Prediction(part, info), None)
+                timings.append((queue_s, now - request.t_submit))
+        if timings:
+            self.stats.record_completions(timings)
+
+    def _merge_part(
+        self, request: Request, part: dict[str, np.ndarray], rows: int, batch: Batch, queue_s: float
+    ) -> tuple[dict[str, np.ndarray], BatchInfo] | None:
+        """Collect one segment of a split request; the whole outputs once all are in."""
+        request.batches += 1
+        request.batch_size = max(request.batch_size, batch.rows)
+        request.padded_size = max(request.padded_size, batch.padded)
+        request.queue_s = max(request.queue_s, queue_s)
+        request.run_s += batch.run_s
+        if request.parts is None:
+            request.parts = []
+        request.parts.append(part)
+        request.received += rows
+        if request.received < request.rows:
+            return None
+        parts, request.parts = request.parts, None
+        outputs = {k: np.concatenate([p[k] for p in parts]) for k in part}
+        info = BatchInfo(
+            request.batch_size,
+            request.padded_size,
+            round(request.queue_s * 1e3, 3),
+            round(request.run_s * 1e3, 3),
+            request.batches,
+        )
+        return outputs, info
 
     def _expire(self, now: float) -> None:
         heap = self._deadlines
@@ -511,17 +545,22 @@ class Batcher:
                 self._depth -= 1
 
     def _finish(
-        self,
-        request: Request,
-        value: Prediction | None,
-        error: BaseException | None,
-        *,
-        cancelled: bool = False,
-        now: float | None = None,
+        self, request: Request, value: Prediction | None, error: BaseException | None, *, cancelled: bool = False
     ) -> None:
-        """Answer ``request`` (once) and do its accounting."""
+        """Answer ``request`` with an error (or drop it, cancelled) and count the outcome."""
         if request.done:
             return
+        if cancelled:
+            self._answer(request, None, None, deliver=False)  # nobody is waiting for an answer
+            self.stats.record_request("cancelled")
+            return
+        self._answer(request, value, error)
+        self.stats.record_request("timeout" if isinstance(error, PredictTimeout) else "error")
+
+    def _answer(
+        self, request: Request, value: Prediction | None, error: BaseException | None, *, deliver: bool = True
+    ) -> None:
+        """Mark ``request`` answered (exactly once) and hand the answer to its caller."""
         request.done = True
         self._outstanding -= 1
         if request.queued:
@@ -530,14 +569,8 @@ class Batcher:
             with self._lock:
                 self._queued_rows -= remaining
             self._unqueue(request)
-        if cancelled:
-            self.stats.record_request("cancelled")
-            return  # nobody is waiting for an answer
-        if value is not None:
-            t = time.perf_counter() if now is None else now
-            self.stats.record_request("ok", request.queue_s, t - request.t_submit)
-        else:
-            self.stats.record_request("timeout" if isinstance(error, PredictTimeout) else "error")
+        if not deliver:
+            return
         waiter = request.waiter
         if isinstance(waiter, SyncWaiter):
             waiter.resolve(value, error)

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 __all__ = ["AsyncWaiter", "BatchInfo", "Prediction", "Request", "SyncWaiter", "deliver_async"]
 
 
-@dataclass(frozen=True, slots=True)
-class BatchInfo:
+class BatchInfo(NamedTuple):
     """How a request was served: the batch it rode in and how long each stage took.
+
+    (Named tuples, not dataclasses: one is built per request on the hot path.)
 
     For a request split over several batches (more rows than ``MAX_BATCH_SIZE``),
     ``size`` is the largest of them, ``queue_ms`` the longest wait and ``run_ms`` the
@@ -35,8 +35,7 @@ class BatchInfo:
     batches: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Prediction:
+class Prediction(NamedTuple):
     """A request's outputs (always a dict by output name) and its ``BatchInfo``."""
 
     outputs: dict[str, np.ndarray]
