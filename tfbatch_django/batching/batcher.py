@@ -449,6 +449,9 @@ class Batcher:
             return
         self.stats.record_batch(batch.rows, batch.padded, batch.run_s, batch.failed_calls, batch.calls - 1, self._depth)
         now = time.perf_counter()
+        # Everyone in this batch is still waiting on us: they count towards the recent
+        # peak, so their next requests wait for each other instead of trickling out.
+        self._recent_peak = self._peak.update(self._outstanding, now)
         run_ms = round(batch.run_s * 1e3, 3)
         timings: list[tuple[float, float]] = []
         for outcome in batch.outcomes:

@@ -1,0 +1,268 @@
+"""In-process benchmark of the batcher: batched vs one-at-a-time vs the model's offline limit.
+
+One run, one table, every figure measured side by side in the same process:
+
+* **offline limit**: full batches of ``MAX_BATCH_SIZE`` rows called back to back on the
+  runner itself (no batcher, no callers) - the most the model can do here;
+* **one at a time**: the same model called with one row per call, sequentially;
+* **unbatched via predict()**: N concurrent callers through ``predict()`` with
+  ``MAX_BATCH_SIZE = 1`` (a queue, but no batching);
+* **batched via predict()**: N concurrent callers through ``predict()``;
+* **no-op model**: the batcher's own cost per request, with a model that returns its
+  input (async callers on one event loop, and sync callers on threads).
+
+The model is a small CNN on 32x32x3 images, exported as a SavedModel and served through
+the real settings -> registry -> batcher -> TensorFlow path. Run: ``make bench`` or
+``python bench/bench_batcher.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MAX_BATCH = 64
+
+
+def build_cnn(directory: Path) -> Path:
+    """Export the benchmark CNN as a SavedModel (named input ``image``)."""
+    from tfbatch_django.runners.tf_setup import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    image = keras.Input((32, 32, 3), name="image")
+    h = layers.Conv2D(32, 3, activation="relu")(image)
+    h = layers.Conv2D(64, 3, activation="relu")(h)
+    h = layers.MaxPooling2D()(h)
+    h = layers.Flatten()(h)
+    h = layers.Dense(128, activation="relu")(h)
+    probs = layers.Dense(10, activation="softmax", name="probs")(h)
+    path = directory / "cnn"
+    keras.Model(image, probs).export(str(path), verbose=False)
+    return path
+
+
+def configure_django(cnn: Path, noop_batch: int) -> None:
+    from django.conf import settings
+
+    settings.configure(
+        INSTALLED_APPS=["tfbatch_django"],
+        TFBATCH={
+            "MODELS": {
+                "cnn": {"PATH": cnn, "MAX_BATCH_SIZE": MAX_BATCH, "MAX_LATENCY_MS": 5, "MAX_QUEUE_SIZE": 100_000},
+                "cnn_unbatched": {"PATH": cnn, "MAX_BATCH_SIZE": 1, "MAX_QUEUE_SIZE": 100_000},
+                "noop": {
+                    "RUNNER": "bench.bench_batcher.noop_runner",
+                    "MAX_BATCH_SIZE": noop_batch,
+                    "MAX_LATENCY_MS": 2,
+                    "MAX_QUEUE_SIZE": 100_000,
+                },
+            }
+        },
+    )
+    import django
+
+    django.setup()
+
+
+def noop_runner() -> Any:
+    from tfbatch_django import CallableRunner
+
+    return CallableRunner(lambda x: x, inputs={"x": ("float32", (None, 4))}, outputs=("y",), thread_safe=True)
+
+
+def rate(rows: int, seconds: float) -> float:
+    return rows / seconds
+
+
+def offline_limit(runner: Any, seconds: float) -> float:
+    batch = {"image": np.random.default_rng(1).random((MAX_BATCH, 32, 32, 3), dtype=np.float32)}
+    runner.run(batch)
+    rows, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        runner.run(batch)
+        rows += MAX_BATCH
+    return rate(rows, time.perf_counter() - t0)
+
+
+def one_at_a_time(runner: Any, seconds: float) -> tuple[float, list[float]]:
+    row = {"image": np.random.default_rng(2).random((1, 32, 32, 3), dtype=np.float32)}
+    runner.run(row)
+    lat: list[float] = []
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        t = time.perf_counter()
+        runner.run(row)
+        lat.append(time.perf_counter() - t)
+    return rate(len(lat), time.perf_counter() - t0), lat
+
+
+async def concurrent_callers(
+    model: str, make_input: Callable[[int], np.ndarray], callers: int, seconds: float
+) -> tuple[float, list[float], float]:
+    """N coroutines each calling ``predict_detailed`` in a loop; returns rows/s, latencies, mean batch."""
+    from tfbatch_django import predict_detailed
+
+    stop = time.perf_counter() + seconds
+    lat: list[float] = []
+    sizes: list[int] = []
+    inputs = [make_input(i) for i in range(callers)]
+
+    async def caller(i: int) -> None:
+        x = inputs[i]
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            result = await predict_detailed(model, x)
+            lat.append(time.perf_counter() - t)
+            sizes.append(result.batch.size)
+
+    await predict_detailed(model, inputs[0])  # load + warm up outside the timing
+    lat.clear()
+    sizes.clear()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(caller(i) for i in range(callers)))
+    return rate(len(lat), time.perf_counter() - t0), lat, statistics.fmean(sizes)
+
+
+def threaded_callers(model: str, callers: int, seconds: float) -> tuple[float, list[float]]:
+    from tfbatch_django import predict_sync
+
+    x = np.ones((1, 4), np.float32)
+    predict_sync(model, x)
+    stop = time.perf_counter() + seconds
+    lat: list[list[float]] = [[] for _ in range(callers)]
+
+    def caller(i: int) -> None:
+        mine = lat[i]
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            predict_sync(model, x)
+            mine.append(time.perf_counter() - t)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    flat = [v for part in lat for v in part]
+    return rate(len(flat), time.perf_counter() - t0), flat
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) * 1e3 if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=4.0, help="duration of each measurement")
+    parser.add_argument("--quick", action="store_true", help="1-second measurements (a smoke run)")
+    parser.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (seconds)")
+    args = parser.parse_args()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
+    seconds = 1.0 if args.quick else args.seconds
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cnn = build_cnn(Path(tmp))
+        configure_django(cnn, noop_batch=256)
+        from tfbatch_django.registry import registry
+
+        runner = registry.get("cnn").load().runner
+        rows_offline = offline_limit(runner, seconds)
+        rows_single, lat_single = one_at_a_time(runner, seconds)
+        image = np.random.default_rng(3).random((1, 32, 32, 3), dtype=np.float32)
+
+        table: list[tuple[str, float, float | None, float, float, str]] = []
+        table.append(
+            ("CNN offline limit (batches of 64, back to back)", rows_offline, 1.0, float("nan"), float("nan"), "")
+        )
+        table.append(
+            (
+                "CNN one at a time (1 row per call, sequential)",
+                rows_single,
+                rows_single / rows_offline,
+                pct(lat_single, 50),
+                pct(lat_single, 99),
+                "",
+            )
+        )
+        # The lone caller first: right after a burst the batcher still expects the burst's
+        # callers back for up to a second (see the dispatch policy).
+        r, lat, mean = asyncio.run(concurrent_callers("cnn", lambda i: image, 1, seconds))
+        table.append(("CNN via predict(), 1 caller", r, r / rows_offline, pct(lat, 50), pct(lat, 99), f"{mean:.1f}"))
+        for callers in (64, 256):
+            r, lat, mean = asyncio.run(concurrent_callers("cnn_unbatched", lambda i: image, callers, seconds))
+            table.append(
+                (
+                    f"CNN unbatched via predict(), {callers} callers",
+                    r,
+                    r / rows_offline,
+                    pct(lat, 50),
+                    pct(lat, 99),
+                    f"{mean:.1f}",
+                )
+            )
+            r, lat, mean = asyncio.run(concurrent_callers("cnn", lambda i: image, callers, seconds))
+            table.append(
+                (
+                    f"CNN batched via predict(), {callers} callers",
+                    r,
+                    r / rows_offline,
+                    pct(lat, 50),
+                    pct(lat, 99),
+                    f"{mean:.1f}",
+                )
+            )
+
+        noop_x = np.ones((1, 4), np.float32)
+        noop: list[tuple[str, float, float, float]] = []
+        for callers in (64, 256, 1024):
+            r, lat, mean = asyncio.run(concurrent_callers("noop", lambda i: noop_x, callers, seconds))
+            noop.append(
+                (f"no-op model, {callers} async callers (mean batch {mean:.0f})", r, pct(lat, 50), pct(lat, 99))
+            )
+        r, lat = threaded_callers("noop", 32, seconds)
+        noop.append(("no-op model, 32 threads calling predict_sync()", r, pct(lat, 50), pct(lat, 99)))
+        registry.reset()
+
+    batch1_ms = pct(lat_single, 50)
+    print(f"\nModel: CNN 32x32x3 -> 10 (SavedModel signature); batch-1 call p50 {batch1_ms:.2f} ms on this machine")
+    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {seconds:.0f} s per row\n")
+    print("| path | rows/s | vs offline limit | p50 ms | p99 ms | mean batch |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, r, ratio, p50, p99, mean in table:
+        ratio_s = f"{ratio * 100:.0f} %" if ratio is not None else ""
+        p50_s = "" if np.isnan(p50) else f"{p50:.2f}"
+        p99_s = "" if np.isnan(p99) else f"{p99:.2f}"
+        print(f"| {name} | {r:,.0f} | {ratio_s} | {p50_s} | {p99_s} | {mean} |")
+    print("\n| batcher overhead (no-op model) | predictions/s | µs per request | p50 ms | p99 ms |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, r, p50, p99 in noop:
+        print(f"| {name} | {r:,.0f} | {1e6 / r:.1f} | {p50:.2f} | {p99:.2f} |")
+    best = max(r for name, r, *_ in table if "batched via" in name and "unbatched" not in name)
+    print(
+        f"\nBatched at saturation: {best / rows_offline * 100:.0f} % of the offline limit "
+        f"(target >= 90 %); {best / rows_single:.1f}x one-at-a-time."
+    )
+
+
+if __name__ == "__main__":
+    main()
