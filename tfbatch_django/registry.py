@@ -12,6 +12,7 @@ via ``os.register_at_fork``, for forks that bypass Python's hooks.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import logging
 import os
@@ -218,3 +219,7 @@ registry = Registry()
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=registry._forget)
+
+# Answer queued requests and stop the model threads before the interpreter tears
+# TensorFlow down under them (daemon threads inside a TF call can crash at exit).
+atexit.register(registry.reset, 5.0)
