@@ -92,3 +92,8 @@ def not_a_runner() -> object:
 
 
 NOT_CALLABLE = 42
+
+
+def slow_loading_runner(load_seconds: float = 0.3) -> CallableRunner:
+    time.sleep(load_seconds)
+    return double_runner()

@@ -30,6 +30,7 @@ FAKES = {
         "slow": {"RUNNER": "tests.fakes.slow_runner", "OPTIONS": {"delay_ms": 20}, "MAX_BATCH_SIZE": 4},
         "failing": {"RUNNER": "tests.fakes.failing_runner", "WARMUP": False},
         "broken": {"RUNNER": "tests.fakes.broken_factory"},
+        "slow_load": {"RUNNER": "tests.fakes.slow_loading_runner"},
     }
 }
 
@@ -68,7 +69,7 @@ async def test_predict_sync_refuses_to_block_an_event_loop():
 
 
 async def test_unknown_model_lists_configured_ones():
-    with pytest.raises(ModelNotFound, match="no model named 'nope'; configured models: 'double', 'slow'"):
+    with pytest.raises(ModelNotFound, match="no model named 'nope'; configured models: 'double', 'slow', 'failing', 'broken', 'slow_load'"):
         await predict("nope", [[1]])
 
 
@@ -114,7 +115,7 @@ def predict_sync_in_thread(model, x):
 
 def test_stats_before_and_after_load():
     stats = get_stats()
-    assert set(stats) == {"double", "slow", "failing", "broken"}
+    assert set(stats) == {"double", "slow", "failing", "broken", "slow_load"}
     before = stats["slow"]
     assert before["status"] == "not_loaded"
     assert before["requests"] == 0
@@ -150,3 +151,13 @@ def test_settings_change_rebuilds_the_registry():
         assert second.config.max_batch_size == 2
         assert set(get_stats()) == {"double"}
     assert not first.alive  # closed when the settings changed
+
+
+async def test_a_caller_cancelled_while_the_model_loads_does_not_cancel_the_load():
+    first = asyncio.ensure_future(predict("slow_load", [[1, 1, 1]]))
+    second = asyncio.ensure_future(predict("slow_load", [[2, 2, 2]]))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    assert (await second).tolist() == [[4, 4, 4]]
+    assert (await predict("slow_load", [[3, 3, 3]])).tolist() == [[6, 6, 6]]
+    assert first.cancelled()

@@ -64,6 +64,9 @@ class ModelHandle:
         with self._lock:
             if self._future is None:
                 self._future = concurrent.futures.Future()
+                # RUNNING, so a cancelled awaiter (asyncio.wrap_future cancels its source)
+                # cannot cancel the load that other callers are waiting for.
+                self._future.set_running_or_notify_cancel()
                 threading.Thread(target=self._load, name=f"tfbatch-load-{self.name}", daemon=True).start()
             return self._future
 

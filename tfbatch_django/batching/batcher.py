@@ -278,6 +278,7 @@ class Batcher:
                 self._fail_everything(
                     ModelError(f"model {self.name!r}: internal batcher error: {exc!r}", model=self.name)
                 )
+                time.sleep(0.01)  # a persistent bug must not become a busy loop
         for _ in self._threads:
             self._run_queue.put(None)
 
