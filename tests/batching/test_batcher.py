@@ -26,6 +26,14 @@ async def wait_until(predicate, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.001)
 
 
+async def occupy(model: GatedModel, batcher, value: float = 0) -> asyncio.Future:
+    """Hold the model inside a batch of one row, so whatever is submitted next queues."""
+    model.hold()
+    task = asyncio.ensure_future(batcher.predict(rows(value)))
+    await asyncio.to_thread(model.entered.wait, 5)
+    return task
+
+
 def accepted(batcher) -> int:
     return batcher.snapshot()["requests"]
 
@@ -52,9 +60,7 @@ async def test_lone_request_is_dispatched_without_waiting(make_batcher):
 async def test_next_batch_forms_while_runner_is_busy(make_batcher):
     model = GatedModel()
     batcher = make_batcher(model, max_batch_size=8, max_latency=60.0)
-    model.hold()
-    first = asyncio.ensure_future(batcher.predict(rows(0)))
-    await asyncio.to_thread(model.entered.wait, 5)
+    first = await occupy(model, batcher)
     rest = [asyncio.ensure_future(batcher.predict(rows(i))) for i in range(1, 11)]
     await wait_until(lambda: accepted(batcher) == 11)
     model.release()
@@ -103,9 +109,7 @@ async def test_large_request_is_split_and_reassembled_in_order(make_batcher):
 async def test_split_request_shares_batches_with_others(make_batcher):
     model = GatedModel()
     batcher = make_batcher(model, max_batch_size=8, max_latency=60.0)
-    model.hold()
-    first = asyncio.ensure_future(batcher.predict(rows(-1)))
-    await asyncio.to_thread(model.entered.wait, 5)
+    first = await occupy(model, batcher, -1)
     small = asyncio.ensure_future(batcher.predict(rows(100, 101, 102)))
     big = asyncio.ensure_future(batcher.predict(np.arange(30, dtype=np.float32).reshape(10, 3)))
     await wait_until(lambda: accepted(batcher) == 3)
@@ -146,9 +150,7 @@ def test_warmup_without_allowed_sizes_runs_one_and_max(make_batcher):
 async def test_queue_bound_rejects_at_once(make_batcher):
     model = GatedModel()
     batcher = make_batcher(model, max_batch_size=4, max_queue_size=2)
-    model.hold()
-    running = asyncio.ensure_future(batcher.predict(rows(0)))
-    await asyncio.to_thread(model.entered.wait, 5)
+    running = await occupy(model, batcher)
     queued = [asyncio.ensure_future(batcher.predict(rows(i))) for i in (1, 2)]
     await wait_until(lambda: batcher.queue_depth() == 2)
     with pytest.raises(Overloaded, match=r"2 requests queued \(MAX_QUEUE_SIZE=2\)"):
@@ -162,9 +164,7 @@ async def test_queue_bound_rejects_at_once(make_batcher):
 async def test_deadline_passing_in_queue_drops_the_request(make_batcher):
     model = GatedModel()
     batcher = make_batcher(model, max_batch_size=8)
-    model.hold()
-    running = asyncio.ensure_future(batcher.predict(rows(0)))
-    await asyncio.to_thread(model.entered.wait, 5)
+    running = await occupy(model, batcher)
     with pytest.raises(PredictTimeout, match="deadline of 50 ms passed in the queue"):
         await batcher.predict(rows(7), timeout=0.05)
     model.release()
@@ -202,9 +202,7 @@ def test_default_timeout_from_config(make_batcher):
 async def test_cancelled_caller_is_removed_before_its_batch(make_batcher):
     model = GatedModel()
     batcher = make_batcher(model, max_batch_size=8)
-    model.hold()
-    running = asyncio.ensure_future(batcher.predict(rows(0)))
-    await asyncio.to_thread(model.entered.wait, 5)
+    running = await occupy(model, batcher)
     doomed = asyncio.ensure_future(batcher.predict(rows(13)))
     kept = asyncio.ensure_future(batcher.predict(rows(14)))
     await wait_until(lambda: batcher.queue_depth() == 2)
@@ -266,9 +264,7 @@ async def test_multi_input_model_rows_must_agree(make_batcher):
 async def test_poisoned_request_is_isolated_by_bisection(make_batcher):
     model = GatedModel(poison=666.0)
     batcher = make_batcher(model, max_batch_size=8, max_latency=60.0)
-    model.hold()
-    running = asyncio.ensure_future(batcher.predict(rows(0)))
-    await asyncio.to_thread(model.entered.wait, 5)
+    running = await occupy(model, batcher)
     values = [1, 2, 666, 4, 5, 6, 666, 8]
     tasks = [asyncio.ensure_future(batcher.predict(rows(v))) for v in values]
     await wait_until(lambda: accepted(batcher) == 9)
@@ -290,32 +286,26 @@ async def test_poisoned_request_is_isolated_by_bisection(make_batcher):
     assert (await batcher.predict(rows(9))).batch.size == 1
 
 
-async def test_runner_returning_garbage_fails_only_that_batch(make_batcher):
+def _wrong_row_count(x):
+    return x[:-1]
+
+
+def _exits(x):
+    raise SystemExit("model called exit()")
+
+
+@pytest.mark.parametrize(
+    ("misbehaviour", "message"), [(_wrong_row_count, "expected 1 rows"), (_exits, "SystemExit: model called exit")]
+)
+async def test_batcher_survives_a_misbehaving_model_call(make_batcher, misbehaviour, message):
     calls = []
 
-    def flaky(x):
-        calls.append(len(x))
-        if len(calls) == 1:
-            return x[:-1]  # wrong row count
-        return x
-
-    batcher = make_batcher(CallableRunner(flaky, inputs={"x": ("float32", (None, 1))}))
-    with pytest.raises(ModelError, match="expected 1 rows"):
-        await batcher.predict([[1.0]])
-    assert (await batcher.predict([[2.0]])).value().tolist() == [[2.0]]
-
-
-async def test_batcher_survives_base_exceptions_in_the_model(make_batcher):
-    state = {"n": 0}
-
     def model(x):
-        state["n"] += 1
-        if state["n"] == 1:
-            raise SystemExit("model called exit()")
-        return x
+        calls.append(len(x))
+        return misbehaviour(x) if len(calls) == 1 else x
 
     batcher = make_batcher(CallableRunner(model, inputs={"x": ("float32", (None, 1))}))
-    with pytest.raises(ModelError, match="SystemExit"):
+    with pytest.raises(ModelError, match=message):
         await batcher.predict([[1.0]])
     assert (await batcher.predict([[2.0]])).value().tolist() == [[2.0]]
 
@@ -363,9 +353,7 @@ async def test_every_request_answered_exactly_once_under_chaos(make_batcher):
 async def test_stats_after_known_workload(make_batcher):
     model = GatedModel()
     batcher = make_batcher(model, max_batch_size=4, max_latency=60.0)
-    model.hold()
-    first = asyncio.ensure_future(batcher.predict(rows(0)))
-    await asyncio.to_thread(model.entered.wait, 5)
+    first = await occupy(model, batcher)
     tasks = [asyncio.ensure_future(batcher.predict(rows(i))) for i in range(1, 11)]
     await wait_until(lambda: accepted(batcher) == 11)
     model.release()
