@@ -163,3 +163,16 @@ async def test_a_caller_cancelled_while_the_model_loads_does_not_cancel_the_load
     assert (await second).tolist() == [[4, 4, 4]]
     assert (await predict("slow_load", [[3, 3, 3]])).tolist() == [[6, 6, 6]]
     assert first.cancelled()
+
+
+def test_loading_a_model_freezes_the_objects_alive_then():
+    import gc
+
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    predict_sync("double", [[1, 1, 1]])
+    assert gc.get_freeze_count() > 0
+    gc.unfreeze()
+    with override_settings(TFBATCH={**FAKES, "GC_FREEZE": False}):
+        predict_sync("double", [[1, 1, 1]])
+        assert gc.get_freeze_count() == 0

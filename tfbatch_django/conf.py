@@ -12,7 +12,7 @@ Settings reference (README has the long form)::
         "MODELS": {"<name>": {<model keys>}},
         "DEFAULTS": {<model keys applied to every model>},
         "INTRA_OP_THREADS": None, "INTER_OP_THREADS": None,   # TensorFlow thread pools
-        "GPU_MEMORY_GROWTH": True, "QUIET_TENSORFLOW": True,
+        "GPU_MEMORY_GROWTH": True, "QUIET_TENSORFLOW": True, "GC_FREEZE": True,
     }
 """
 
@@ -57,6 +57,7 @@ TOP_LEVEL_DEFAULTS: dict[str, Any] = {
     "INTER_OP_THREADS": None,
     "GPU_MEMORY_GROWTH": True,
     "QUIET_TENSORFLOW": True,
+    "GC_FREEZE": True,  # gc.freeze() after each model loads (see registry.py)
 }
 
 #: Problems that make only that model fail when it loads (see ``Problem.fatal``).
@@ -99,6 +100,7 @@ class ModelConfig:
 class TFBatchConfig:
     models: Mapping[str, ModelConfig]
     framework: FrameworkOptions
+    gc_freeze: bool = True
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -168,7 +170,7 @@ def parse(raw: Any) -> tuple[TFBatchConfig, list[Problem]]:
         model = _parse_model(str(name), model_raw, defaults, problems)
         if model is not None:
             models[model.name] = model
-    return TFBatchConfig(models, framework, raw), problems
+    return TFBatchConfig(models, framework, bool(top["GC_FREEZE"]), raw), problems
 
 
 def _parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems: list[Problem]) -> ModelConfig | None:
