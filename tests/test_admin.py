@@ -56,6 +56,9 @@ def test_anonymous_and_non_staff_users_are_sent_to_the_login_page(users, url):
         response = client_for(user).get(url)
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("admin:login") + "?next=")
+    # The admin's way of refusing a logged-in non-staff user: its login page says so.
+    login = client_for(users["member"]).get(url, follow=True).content.decode()
+    assert "You are authenticated as member, but are not authorized to access this page" in login
 
 
 @pytest.mark.parametrize("url", [DASHBOARD, LIVE, DATA])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.settings import *  # noqa: F403
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "testdata" / "tfserving"
+TFSERVING = Path(__file__).resolve().parents[4] / "shared" / "testdata" / "tfserving"  # as in tests/tf_models.py
 
 DATABASES = {
     "default": {
@@ -27,8 +27,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # test log
 
 MODELS = {"double": {"RUNNER": "tests.fakes.double_runner", "MAX_BATCH_SIZE": 8, "MAX_LATENCY_MS": 2}}
 if os.environ.get("TFBATCH_TEST_MODELS") == "tensorflow":
-    MODELS["half_plus_two"] = {"PATH": SHARED / "saved_model_half_plus_two_cpu", "MAX_BATCH_SIZE": 8}
-    MODELS["half_plus_three"] = {"PATH": SHARED / "saved_model_half_plus_three", "MAX_BATCH_SIZE": 8}
+    MODELS["half_plus_two"] = {"PATH": TFSERVING / "saved_model_half_plus_two_cpu", "MAX_BATCH_SIZE": 8}
+    MODELS["half_plus_three"] = {"PATH": TFSERVING / "saved_model_half_plus_three", "MAX_BATCH_SIZE": 8}
 
 TFBATCH = {
     "MODELS": MODELS,
