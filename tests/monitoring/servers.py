@@ -14,13 +14,14 @@ import re
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .workloads import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 USERNAME, PASSWORD = "admin", "admin-pw"
@@ -86,18 +87,6 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll until ``predicate()`` returns something truthy; return it."""
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 def _answers(server: Server) -> bool:
     if server.process.poll() is not None:
         raise AssertionError(f"daphne exited with {server.process.returncode}:\n{server.output()}")
@@ -130,7 +119,7 @@ def daphne_servers(tmp: Path, count: int, models: str = "fake") -> Iterator[tupl
                 )
             servers.append(Server(process, port, log))
         for server in servers:
-            wait_for(lambda s=server: _answers(s), 60, f"daphne on port {server.port}")
+            wait_for(lambda s=server: _answers(s), 60, f"daphne on port {server.port}", interval=0.1)
         yield servers, env
     finally:
         for server in servers:

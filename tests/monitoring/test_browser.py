@@ -11,7 +11,8 @@ import shutil
 
 from playwright.sync_api import expect, sync_playwright
 
-from .servers import DASHBOARD, PASSWORD, USERNAME, daphne_servers, wait_for
+from .servers import DASHBOARD, PASSWORD, USERNAME, daphne_servers
+from .workloads import wait_for
 
 CHROMIUM_ARGS = [
     "--headless",

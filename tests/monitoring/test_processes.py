@@ -11,13 +11,13 @@ import json
 import signal
 import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tfbatch_django.batching.stats import LATENCY_BOUNDS, percentile_from_buckets
 from tfbatch_django.monitoring.figures import COUNTERS
 from tfbatch_django.monitoring.prometheus import LATENCY_BUCKETS
 
-from .servers import DATA, StaffSession, daphne_servers, manage, wait_for
+from .prometheus_text import samples_of
+from .servers import DATA, StaffSession, daphne_servers, manage
+from .workloads import wait_for
 
 
 def dense(sparse: dict[str, int]) -> list[int]:
@@ -25,18 +25,6 @@ def dense(sparse: dict[str, int]) -> list[int]:
     for index, n in sparse.items():
         counts[int(index)] += n
     return counts
-
-
-def prometheus_samples(text: str, model: str = "double") -> dict[tuple[str, object], float]:
-    """The model's samples by (name, outcome or bucket edge as a float, or None)."""
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.labels.get("model") != model:
-                continue
-            extra = sample.labels.get("outcome") or (float(sample.labels["le"]) if "le" in sample.labels else None)
-            samples[(sample.name, extra)] = sample.value
-    return samples
 
 
 def test_two_processes_are_summed_and_a_dead_one_drops_out(tmp_path):
@@ -84,7 +72,7 @@ def test_two_processes_are_summed_and_a_dead_one_drops_out(tmp_path):
 
         # Prometheus, multiprocess mode: either process exposes both processes' counts.
         with urllib.request.urlopen(b.url("/metrics"), timeout=30) as response:
-            samples = prometheus_samples(response.read().decode())
+            samples = samples_of(response.read().decode(), "double")
         assert samples[("tfbatch_requests_total", "ok")] == model["completed"]
         assert samples[("tfbatch_batch_size_count", None)] == model["batches"]
         assert samples[("tfbatch_batch_size_sum", None)] == model["rows"]

@@ -10,13 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 from django.test import RequestFactory, override_settings
-from prometheus_client.parser import text_string_to_metric_families
 
 from tfbatch_django import get_stats
 from tfbatch_django.batching.stats import LATENCY_BOUNDS
 from tfbatch_django.monitoring.prometheus import LATENCY_BUCKETS, listener, metrics_view
 from tfbatch_django.registry import registry
 
+from .prometheus_text import samples_of
 from .workloads import GATED, known_workload
 
 
@@ -27,16 +27,9 @@ def prometheus() -> Iterator[None]:
 
 
 def scrape(model: str = "gated") -> dict[tuple[str, object], float]:
-    """The model's samples by (name, outcome / bucket edge / None)."""
     response = metrics_view(RequestFactory().get("/metrics"))
     assert response["Content-Type"].startswith("text/plain")
-    samples: dict[tuple[str, object], float] = {}
-    for family in text_string_to_metric_families(response.content.decode()):
-        for sample in family.samples:
-            if sample.labels.get("model") == model:
-                extra = sample.labels.get("outcome") or (float(sample.labels["le"]) if "le" in sample.labels else None)
-                samples[(sample.name, extra)] = sample.value
-    return samples
+    return samples_of(response.content.decode(), model)
 
 
 def test_listener_follows_the_setting(prometheus):

@@ -11,7 +11,7 @@ from tfbatch_django import predict_sync
 from tfbatch_django.models import PublishedProcess, StatsSample
 from tfbatch_django.monitoring.publisher import Publisher, publisher
 
-from .workloads import GATED, wait_until
+from .workloads import GATED, wait_for
 
 FAST = {**GATED, "STATS_PUBLISH_INTERVAL": 0.05, "STATS_STALE_AFTER": 1, "STATS_HISTORY_INTERVAL": 10}
 
@@ -74,9 +74,9 @@ def test_thread_publishes_until_stopped_and_then_marks_the_process_stopped():
         p = Publisher()
         assert p.start() is True
         assert p.start() is True  # idempotent: still one thread
-        wait_until(lambda: PublishedProcess.objects.filter(key=p.identity.key).exists(), what="first publish")
+        wait_for(lambda: PublishedProcess.objects.filter(key=p.identity.key).exists(), what="first publish")
         first = PublishedProcess.objects.get().last_seen
-        wait_until(lambda: PublishedProcess.objects.get().last_seen > first, what="a later publish")
+        wait_for(lambda: PublishedProcess.objects.get().last_seen > first, what="a later publish")
         p.stop()
         assert not p.running
         assert PublishedProcess.objects.get().stopped_at is not None

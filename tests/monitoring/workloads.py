@@ -41,12 +41,16 @@ def gated_runner() -> GatedModel:
     return model
 
 
-def wait_until(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
+def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition", interval: float = 0.002) -> Any:
+    """Poll until ``predicate()`` returns something truthy, and return it."""
     end = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        value = predicate()
+        if value:
+            return value
         if time.monotonic() > end:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.002)
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
 
 
 def known_workload(name: str = "gated", total: int = 100) -> GatedModel:
@@ -67,7 +71,7 @@ def known_workload(name: str = "gated", total: int = 100) -> GatedModel:
     model.entered.wait(10)
     for t in threads[1:]:
         t.start()
-    wait_until(lambda: batcher.snapshot()["requests"] == total, what="all requests accepted")
+    wait_for(lambda: batcher.snapshot()["requests"] == total, what="all requests accepted")
     model.release()
     for t in threads:
         t.join(30)
