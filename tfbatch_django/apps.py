@@ -7,7 +7,8 @@ from django.core.signals import setting_changed
 
 
 class TFBatchConfig(AppConfig):
-    """Registers the system checks and the settings-reset hook; loads nothing.
+    """Registers the system checks, the settings-reset hook and, when ``PROMETHEUS`` is
+    on, the metrics listener; loads nothing and starts no thread.
 
     Models load on first use or through ``tfbatch_warmup``/``warmup()``: doing it here
     would make every ``manage.py`` command pay for TensorFlow.
@@ -19,8 +20,10 @@ class TFBatchConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the checks
+        from .monitoring import hooks
 
         setting_changed.connect(_settings_changed, dispatch_uid="tfbatch_django.settings_changed")
+        hooks.install()
 
 
 def _settings_changed(*, setting: str, **kwargs: Any) -> None:

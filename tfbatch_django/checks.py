@@ -7,6 +7,15 @@
          not reaching MAX_BATCH_SIZE        E010 model name not URL-safe
     E005 unknown SavedModel signature
 
+Monitoring keys (reported, never fatal: the value falls back to its default)::
+
+    E020 STATS_PUBLISH_INTERVAL, STATS_STALE_AFTER, STATS_HISTORY_INTERVAL,
+         STATS_RETENTION_HOURS or DASHBOARD_REFRESH_SECONDS not a positive number
+    E021 STATS_STALE_AFTER not longer than STATS_PUBLISH_INTERVAL
+    E022 STATS_HISTORY_INTERVAL shorter than STATS_PUBLISH_INTERVAL
+    E023 PROMETHEUS not True/False
+    E024 PROMETHEUS on but prometheus_client not installed
+
 The checks read settings and ``saved_model.pb`` only; they never import TensorFlow.
 """
 

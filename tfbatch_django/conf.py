@@ -13,12 +13,16 @@ Settings reference (README has the long form)::
         "DEFAULTS": {<model keys applied to every model>},
         "INTRA_OP_THREADS": None, "INTER_OP_THREADS": None,   # TensorFlow thread pools
         "GPU_MEMORY_GROWTH": True, "QUIET_TENSORFLOW": True, "GC_FREEZE": True,
+        "STATS_PUBLISH_INTERVAL": 5.0, "STATS_STALE_AFTER": 20.0,   # monitoring: see
+        "STATS_HISTORY_INTERVAL": 60.0, "STATS_RETENTION_HOURS": 24.0,  # tfbatch_django.monitoring
+        "DASHBOARD_REFRESH_SECONDS": 5.0, "PROMETHEUS": False,
     }
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,7 +36,17 @@ from django.core.exceptions import ImproperlyConfigured
 from .batching.config import BatchConfig
 from .runners.config import FrameworkOptions, RunnerConfig, detect_format
 
-__all__ = ["MODEL_DEFAULTS", "TOP_LEVEL_DEFAULTS", "ModelConfig", "Problem", "TFBatchConfig", "get_config", "parse"]
+__all__ = [
+    "MODEL_DEFAULTS",
+    "TOP_LEVEL_DEFAULTS",
+    "ModelConfig",
+    "MonitoringConfig",
+    "Problem",
+    "TFBatchConfig",
+    "get_config",
+    "get_monitoring",
+    "parse",
+]
 
 #: Per-model keys and their defaults.
 MODEL_DEFAULTS: dict[str, Any] = {
@@ -58,6 +72,13 @@ TOP_LEVEL_DEFAULTS: dict[str, Any] = {
     "GPU_MEMORY_GROWTH": True,
     "QUIET_TENSORFLOW": True,
     "GC_FREEZE": True,  # gc.freeze() after each model loads (see registry.py)
+    # Monitoring (admin dashboard, metrics)
+    "STATS_PUBLISH_INTERVAL": 5.0,  # seconds between a process's live snapshots; None: never publish
+    "STATS_STALE_AFTER": 20.0,  # seconds without a snapshot before a process drops out of the sums
+    "STATS_HISTORY_INTERVAL": 60.0,  # seconds between persisted history samples (per process and model)
+    "STATS_RETENTION_HOURS": 24.0,  # history (and stopped processes) older than this is deleted
+    "DASHBOARD_REFRESH_SECONDS": 5.0,  # how often the admin dashboard refreshes its figures
+    "PROMETHEUS": False,  # feed prometheus_client metrics named tfbatch_* (extra "prometheus")
 }
 
 #: Problems that make only that model fail when it loads (see ``Problem.fatal``).
@@ -77,7 +98,8 @@ class Problem:
     level: str = "error"  # or "warning"
     #: False for problems that only surface when the model loads (a missing PATH, an
     #: unknown signature, a RUNNER that will not import): the model stays configured
-    #: and fails alone, with status "failed", while the others serve.
+    #: and fails alone, with status "failed", while the others serve. Also False for the
+    #: monitoring keys (E020-E029), which fall back to their defaults.
     fatal: bool = True
     model: str | None = None  # the model the problem is about, if any
 
@@ -97,11 +119,24 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class MonitoringConfig:
+    """The monitoring keys (dashboard, history, Prometheus), in seconds unless named otherwise."""
+
+    publish_interval: float | None = TOP_LEVEL_DEFAULTS["STATS_PUBLISH_INTERVAL"]
+    stale_after: float = TOP_LEVEL_DEFAULTS["STATS_STALE_AFTER"]
+    history_interval: float = TOP_LEVEL_DEFAULTS["STATS_HISTORY_INTERVAL"]
+    retention_hours: float = TOP_LEVEL_DEFAULTS["STATS_RETENTION_HOURS"]
+    refresh_seconds: float = TOP_LEVEL_DEFAULTS["DASHBOARD_REFRESH_SECONDS"]
+    prometheus: bool = TOP_LEVEL_DEFAULTS["PROMETHEUS"]
+
+
+@dataclass(frozen=True)
 class TFBatchConfig:
     models: Mapping[str, ModelConfig]
     framework: FrameworkOptions
     gc_freeze: bool = True
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
 
 def _suggest(key: str, choices: Mapping[str, Any]) -> str | None:
@@ -142,6 +177,7 @@ def parse(raw: Any) -> tuple[TFBatchConfig, list[Problem]]:
                 Problem("E003", f"TFBATCH[{key!r}] must be a non-negative integer or None, got {top[key]!r}.")
             )
             top[key] = None
+    monitoring = _parse_monitoring(top, problems)
     framework = FrameworkOptions(
         intra_op_threads=top["INTRA_OP_THREADS"],
         inter_op_threads=top["INTER_OP_THREADS"],
@@ -170,7 +206,75 @@ def parse(raw: Any) -> tuple[TFBatchConfig, list[Problem]]:
         model = _parse_model(str(name), model_raw, defaults, problems)
         if model is not None:
             models[model.name] = model
-    return TFBatchConfig(models, framework, bool(top["GC_FREEZE"]), raw), problems
+    config = TFBatchConfig(
+        models=models, framework=framework, gc_freeze=bool(top["GC_FREEZE"]), raw=raw, monitoring=monitoring
+    )
+    return config, problems
+
+
+def _parse_monitoring(top: Mapping[str, Any], problems: list[Problem]) -> MonitoringConfig:
+    """The monitoring keys; a bad value falls back to its default.
+
+    Their problems are not ``fatal``: a mistyped refresh interval must not stop
+    predictions, so ``manage.py check`` reports it and serving goes on.
+    """
+
+    def bad(id_: str, msg: str, hint: str | None = None) -> None:
+        problems.append(Problem(id_, msg, hint, fatal=False))
+
+    values: dict[str, Any] = {}
+    for key in (
+        "STATS_PUBLISH_INTERVAL",
+        "STATS_STALE_AFTER",
+        "STATS_HISTORY_INTERVAL",
+        "STATS_RETENTION_HOURS",
+        "DASHBOARD_REFRESH_SECONDS",
+    ):
+        value = top[key]
+        if key == "STATS_PUBLISH_INTERVAL" and value is None:
+            values[key] = None
+        elif _number(value) and value > 0:
+            values[key] = float(value)
+        else:
+            maybe_none = " or None (never publish)" if key == "STATS_PUBLISH_INTERVAL" else ""
+            bad("E020", f"TFBATCH[{key!r}] must be a positive number{maybe_none}, got {value!r}.")
+            values[key] = float(TOP_LEVEL_DEFAULTS[key])
+    interval = values["STATS_PUBLISH_INTERVAL"]
+    if interval is not None and values["STATS_STALE_AFTER"] <= interval:
+        bad(
+            "E021",
+            f"TFBATCH['STATS_STALE_AFTER'] ({values['STATS_STALE_AFTER']:g}s) must be longer than "
+            f"STATS_PUBLISH_INTERVAL ({interval:g}s), or live processes drop out between two snapshots.",
+            f"Use at least {3 * interval:g}s (three publish intervals).",
+        )
+        values["STATS_STALE_AFTER"] = 3 * interval
+    if interval is not None and values["STATS_HISTORY_INTERVAL"] < interval:
+        bad(
+            "E022",
+            f"TFBATCH['STATS_HISTORY_INTERVAL'] ({values['STATS_HISTORY_INTERVAL']:g}s) is shorter than "
+            f"STATS_PUBLISH_INTERVAL ({interval:g}s); history samples are taken when a snapshot is published.",
+            f"Set STATS_HISTORY_INTERVAL to {interval:g} or more.",
+        )
+        values["STATS_HISTORY_INTERVAL"] = interval
+    prometheus = top["PROMETHEUS"]
+    if not isinstance(prometheus, bool):
+        bad("E023", f"TFBATCH['PROMETHEUS'] must be True or False, got {prometheus!r}.")
+        prometheus = False
+    elif prometheus and importlib.util.find_spec("prometheus_client") is None:
+        bad(
+            "E024",
+            "TFBATCH['PROMETHEUS'] is True but prometheus_client is not installed.",
+            'pip install "tfbatch-django[prometheus]"',
+        )
+        prometheus = False
+    return MonitoringConfig(
+        publish_interval=interval,
+        stale_after=values["STATS_STALE_AFTER"],
+        history_interval=values["STATS_HISTORY_INTERVAL"],
+        retention_hours=values["STATS_RETENTION_HOURS"],
+        refresh_seconds=values["DASHBOARD_REFRESH_SECONDS"],
+        prometheus=prometheus,
+    )
 
 
 def _parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems: list[Problem]) -> ModelConfig | None:
@@ -335,6 +439,11 @@ def get_config() -> TFBatchConfig:
         more = f" (and {len(errors) - 1} more; run manage.py check)" if len(errors) > 1 else ""
         raise ImproperlyConfigured(f"tfbatch_django.{first.id}: {first.msg}{more}")
     return config
+
+
+def get_monitoring() -> MonitoringConfig:
+    """The monitoring settings; never raises (bad values were replaced by defaults)."""
+    return _cached()[0].monitoring
 
 
 def clear_cache() -> None:
