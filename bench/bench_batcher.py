@@ -218,7 +218,8 @@ def main() -> None:
         registry.reset()
 
     batch1_ms = pct(lat_single, 50)
-    print(f"\nModel: CNN 32x32x3 -> conv 32, conv 64, dense 2048 -> 10 (SavedModel signature); batch-1 call p50 {batch1_ms:.2f} ms on this machine")
+    print("\nModel: CNN 32x32x3 -> conv 32, conv 64, dense 2048 -> 10 (SavedModel signature)")
+    print(f"batch-1 call p50 {batch1_ms:.2f} ms on this machine")
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {seconds:.0f} s per row\n")
     print("| path | rows/s | vs offline limit | p50 ms | p99 ms | mean batch |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
