@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
-from tfbatch_django.monitoring import start_publishing
+from tfbatch_django import start_publishing
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_project.settings")
 django_asgi_app = get_asgi_application()

@@ -25,6 +25,7 @@ from .exceptions import (
     PredictTimeout,
     TFBatchError,
 )
+from .monitoring import start_publishing, stop_publishing
 
 __version__ = "0.1.0"
 
@@ -47,5 +48,7 @@ __all__ = [
     "predict_detailed",
     "predict_detailed_sync",
     "predict_sync",
+    "start_publishing",
+    "stop_publishing",
     "warmup",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "BatcherStats",
     "LatencyHistogram",
     "StatsListener",
+    "derived_figures",
     "percentile_from_buckets",
 ]
 
@@ -51,6 +52,14 @@ LATENCY_BOUNDS: tuple[float, ...] = tuple(1e-5 * 2 ** (k / 4) for k in range(94)
 
 #: The percentiles every latency summary reports.
 PERCENTILES = (50, 95, 99)
+
+
+def derived_figures(rows: int, batches: int, padding_rows: int) -> dict[str, float | None]:
+    """Mean batch size and padding share from the counters (also over windows and sums)."""
+    return {
+        "mean_batch_size": round(rows / batches, 3) if batches else None,
+        "padding_share": round(padding_rows / (rows + padding_rows), 4) if rows + padding_rows else 0.0,
+    }
 
 
 def percentile_from_buckets(counts: list[int], q: float, bounds: tuple[float, ...] = LATENCY_BOUNDS) -> float | None:
@@ -196,19 +205,20 @@ class BatcherStats:
 
     def snapshot(self, *, queue_depth: int, in_flight_batches: int) -> dict[str, Any]:
         with self.lock:
-            batches = self.batches
-            real_and_padding = self.rows + self.padding_rows
+            now = time.time()
+            figures = derived_figures(self.rows, self.batches, self.padding_rows)
             return {
                 "started_at": self.started_at,
-                "uptime_s": round(time.time() - self.started_at, 3),
+                "taken_at": now,
+                "uptime_s": round(now - self.started_at, 3),
                 "requests": self.requests,
                 "rows": self.rows,
                 "completed": self.completed,
-                "batches": batches,
-                "mean_batch_size": round(self.rows / batches, 3) if batches else None,
+                "batches": self.batches,
+                "mean_batch_size": figures["mean_batch_size"],
                 "batch_size_histogram": {str(size): n for size, n in enumerate(self.batch_sizes) if n},
                 "padding_rows": self.padding_rows,
-                "padding_share": round(self.padding_rows / real_and_padding, 4) if real_and_padding else 0.0,
+                "padding_share": figures["padding_share"],
                 "queue_depth": queue_depth,
                 "in_flight_batches": in_flight_batches,
                 "rejected": self.rejected,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..batching.stats import LATENCY_BOUNDS, LatencyHistogram
+from ..batching.stats import LATENCY_BOUNDS, LatencyHistogram, derived_figures
 
 __all__ = [
     "COUNTERS",
@@ -79,16 +79,12 @@ def summarize(histogram: Mapping[str, Any]) -> dict[str, float | int | None]:
 
 
 def derived(counters: Mapping[str, int]) -> dict[str, float | None]:
-    """Mean batch size and padding share, rounded as ``BatcherStats.snapshot`` rounds them."""
-    batches, rows, padding = counters["batches"], counters["rows"], counters["padding_rows"]
-    return {
-        "mean_batch_size": round(rows / batches, 3) if batches else None,
-        "padding_share": round(padding / (rows + padding), 4) if rows + padding else 0.0,
-    }
+    """Mean batch size and padding share, computed as ``BatcherStats.snapshot`` does."""
+    return derived_figures(counters["rows"], counters["batches"], counters["padding_rows"])
 
 
 def _taken_at(snapshot: Mapping[str, Any]) -> float:
-    return float(snapshot["started_at"]) + float(snapshot["uptime_s"])
+    return float(snapshot["taken_at"])
 
 
 def window(current: Mapping[str, Any], previous: Mapping[str, Any] | None) -> dict[str, Any]:
