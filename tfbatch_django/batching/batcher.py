@@ -92,7 +92,9 @@ class Batcher:
         self._wake_rows = _INF
         self._wake_depth = _INF
         self._sleep_until = _INF
-        self._wake = threading.Event()
+        # Wake-up tokens for the sleeping scheduler. A SimpleQueue rather than an Event:
+        # its put/get are C, so waking the scheduler costs a caller ~4 µs, not ~15.
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
 
         # Scheduler-thread state.
         self._pending: deque[Request] = deque()
@@ -157,7 +159,7 @@ class Batcher:
         """
         with self._lock:
             self._closing = True
-        self._wake.set()
+        self._wake.put(None)
         if self._scheduler is None:
             self.runner.close()
             return
@@ -239,7 +241,7 @@ class Batcher:
             self.stats.record_request("overloaded")
             raise Overloaded(refusal, model=self.name)
         if wake:
-            self._wake.set()
+            self._wake.put(None)
         return request
 
     def queue_depth(self) -> int:
@@ -264,7 +266,7 @@ class Batcher:
                 self._finished.append(batch)
                 wake = self._sleeping
             if wake:
-                self._wake.set()
+                self._wake.put(None)
 
     # ------------------------------------------------------------------ scheduler thread
 
@@ -334,11 +336,15 @@ class Batcher:
             self._wake_depth = wake_depth
             self._sleep_until = wake_at
         timeout = None if wake_at == _INF else max(wake_at - time.perf_counter(), 0.0)
-        self._wake.wait(timeout)
+        with contextlib.suppress(queue.Empty):
+            self._wake.get(timeout=timeout)
         with self._lock:
             self._sleeping = False
             self._wake_rows = self._wake_depth = self._sleep_until = _INF
-        self._wake.clear()
+        # Tokens put while we were waking up are stale: the next round sees their work.
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._wake.get_nowait()
 
     def _accept(self, request: Request) -> None:
         if request.cancelled:
