@@ -13,6 +13,8 @@ Settings reference (README has the long form)::
         "DEFAULTS": {<model keys applied to every model>},
         "INTRA_OP_THREADS": None, "INTER_OP_THREADS": None,   # TensorFlow thread pools
         "GPU_MEMORY_GROWTH": True, "QUIET_TENSORFLOW": True,
+        "PERMISSION": "authenticated",                      # who may predict over HTTP/WebSocket
+        "MAX_REQUEST_BYTES": 2_621_440, "MAX_IN_FLIGHT_PER_SOCKET": 64,
     }
 """
 
@@ -57,7 +59,14 @@ TOP_LEVEL_DEFAULTS: dict[str, Any] = {
     "INTER_OP_THREADS": None,
     "GPU_MEMORY_GROWTH": True,
     "QUIET_TENSORFLOW": True,
+    # Serving (WebSocket/HTTP)
+    "PERMISSION": "authenticated",  # "authenticated", "staff", "any", or a dotted path to f(user, model) -> bool
+    "MAX_REQUEST_BYTES": 2_621_440,  # largest HTTP body / WebSocket frame accepted (413 / too_large)
+    "MAX_IN_FLIGHT_PER_SOCKET": 64,  # requests one WebSocket may have unanswered at once
 }
+
+#: ``PERMISSION`` shortcuts (anything else must be a dotted path to a callable).
+PERMISSION_SHORTCUTS = ("authenticated", "staff", "any")
 
 #: Problems that make only that model fail when it loads (see ``Problem.fatal``).
 _LOAD_TIME = frozenset({"E002", "E005", "E007"})
@@ -140,6 +149,7 @@ def parse(raw: Any) -> tuple[TFBatchConfig, list[Problem]]:
                 Problem("E003", f"TFBATCH[{key!r}] must be a non-negative integer or None, got {top[key]!r}.")
             )
             top[key] = None
+    _check_serving(top, problems)
     framework = FrameworkOptions(
         intra_op_threads=top["INTRA_OP_THREADS"],
         inter_op_threads=top["INTER_OP_THREADS"],
@@ -293,6 +303,38 @@ def _check_runner(runner: str, bad: Callable[..., None]) -> None:
         return
     if not callable(obj):
         bad("E007", f"RUNNER {runner!r} is a {type(obj).__name__}, not a callable factory.")
+
+
+def _check_serving(top: Mapping[str, Any], problems: list[Problem]) -> None:
+    """The serving keys: E011 for PERMISSION, E012 for the limits."""
+    permission = top["PERMISSION"]
+    if not isinstance(permission, str):
+        message = f"TFBATCH['PERMISSION'] must be a string, got {type(permission).__name__}."
+        problems.append(Problem("E011", message, _PERMISSION_HINT))
+    elif permission not in PERMISSION_SHORTCUTS:
+        from .runners.custom import import_dotted
+
+        try:
+            obj = import_dotted(permission)
+        except Exception as exc:  # noqa: BLE001 - ImportError, or the module raising at import
+            problems.append(
+                Problem("E011", f"TFBATCH['PERMISSION'] {permission!r} cannot be imported: {exc}.", _PERMISSION_HINT)
+            )
+        else:
+            if not callable(obj):
+                problems.append(
+                    Problem(
+                        "E011",
+                        f"TFBATCH['PERMISSION'] {permission!r} is a {type(obj).__name__}, not a callable.",
+                        _PERMISSION_HINT,
+                    )
+                )
+    for key in ("MAX_REQUEST_BYTES", "MAX_IN_FLIGHT_PER_SOCKET"):
+        if not (_int(top[key]) and top[key] >= 1):
+            problems.append(Problem("E012", f"TFBATCH[{key!r}] must be a positive integer, got {top[key]!r}."))
+
+
+_PERMISSION_HINT = "Use 'authenticated', 'staff', 'any', or a dotted path to a callable (user, model_name) -> bool."
 
 
 def _check_allowed_sizes(cfg: Mapping[str, Any], bad: Callable[..., None]) -> None:
