@@ -1,0 +1,98 @@
+"""The WebSocket consumer: many requests in flight per socket, batched with everyone's.
+
+A Channels consumer handles one message at a time, so awaiting ``predict()`` inside
+``receive`` would make a socket wait for each answer before reading its next request,
+and a client could never contribute more than one row to a batch. Here each request
+becomes a task of its own, capped per socket (``MAX_IN_FLIGHT_PER_SOCKET``); a request
+over the cap is refused at once with ``overloaded``. When the client goes away every
+task is cancelled, which withdraws its queued rows from the batcher before they are
+computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from ..api import predict_detailed
+from .errors import ServingError
+from .messages import Message, answer, failure, parse_message
+from .options import serving_options
+
+__all__ = ["PredictConsumer"]
+
+#: An alias no project configures: this consumer takes no channel-layer messages, and
+#: without a layer Channels does not create a channel per socket nor poll it.
+NO_CHANNEL_LAYER = "tfbatch_django:none"
+
+
+class PredictConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
+    channel_layer_alias = NO_CHANNEL_LAYER
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._allowed: dict[str, bool] = {}  # model -> permission verdict, for this socket's user
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' dispatch closes stale database connections before every message,
+        # a hop to a worker thread per frame. Nothing here touches the database on the
+        # event loop (a permission callable that does runs in Django's executor,
+        # which closes them itself), so go straight to the handler.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            refusal = "binary frames are not accepted; send each request as a JSON text frame"
+            await self.send(failure(None, ServingError("bad_request", refusal)))
+            return
+        options = serving_options()
+        try:
+            message = parse_message(text_data, options.max_request_bytes)
+            if len(self._tasks) >= options.max_in_flight_per_socket:
+                raise ServingError(
+                    "overloaded",
+                    f"this socket already has {len(self._tasks)} requests in flight, the most allowed "
+                    "(TFBATCH['MAX_IN_FLIGHT_PER_SOCKET']); wait for answers before sending more",
+                )
+        except ServingError as exc:
+            await self.send(failure(getattr(exc, "message_id", None), exc))
+            return
+        task = asyncio.create_task(self._serve(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, message: Message) -> None:
+        try:
+            if not await self._permitted(message.model):
+                raise ServingError("forbidden", serving_options().permission.refusal(message.model))
+            prediction = await predict_detailed(message.model, message.inputs, timeout=message.timeout)
+            reply = answer(message.id, prediction)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an error frame
+            reply = failure(message.id, exc)
+        await self._reply(reply)
+
+    async def _permitted(self, model: str) -> bool:
+        verdict = self._allowed.get(model)
+        if verdict is None:
+            verdict = await serving_options().permission.check(self.scope.get("user"), model)
+            self._allowed[model] = verdict
+        return verdict
+
+    async def _reply(self, text: str) -> None:
+        with contextlib.suppress(Exception):  # the client went away meanwhile: nobody to tell
+            await self.send(text)
+
+    async def disconnect(self, code: int) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
