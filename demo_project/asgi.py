@@ -1,4 +1,14 @@
-"""ASGI entry point of the demo project (served by daphne)."""
+"""ASGI entry point of the demo project (served by daphne).
+
+* WebSocket ``/ws/tfbatch/``: the prediction consumer, behind the origin check and
+  Django's session authentication.
+* HTTP ``/fast/v1/models/...``: the REST fast door (a Channels consumer, ahead of
+  Django); ``/tfbatch/v1/models/...`` is the same API through Django's views. A project
+  that wants only the fast door routes it at the views' prefix (``http_urlpatterns()``
+  defaults to ``tfbatch/``), and clients see no difference.
+* Everything else: Django, with static files served from the app directories (the
+  demo page's script and styles; nothing comes from a CDN).
+"""
 
 import os
 
@@ -7,4 +17,23 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_project.settings")
 django_asgi_app = get_asgi_application()
 
-application = django_asgi_app
+from channels.auth import AuthMiddlewareStack  # noqa: E402 - Django must be set up first
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import re_path  # noqa: E402
+
+from tfbatch_django import warmup  # noqa: E402
+from tfbatch_django.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
+
+# Load the models in the background now, so the first request finds them ready.
+warmup(wait=False)
+
+application = ProtocolTypeRouter(
+    {
+        "http": AuthMiddlewareStack(
+            URLRouter([*http_urlpatterns("fast/"), re_path(r"", ASGIStaticFilesHandler(django_asgi_app))])
+        ),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)
