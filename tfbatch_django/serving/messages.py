@@ -54,7 +54,10 @@ def parse_message(text: str, max_bytes: int) -> Message:
             "too_large",
             f"the frame has {len(text)} characters; the limit is {max_bytes} (TFBATCH['MAX_REQUEST_BYTES'])",
         )
-    doc = codec.loads(text, what="the frame")
+    try:
+        doc = codec.loads(text, what="the frame")
+    except ServingError as exc:
+        raise FrameError(exc.code, exc.message) from None
     if not isinstance(doc, dict):
         raise FrameError("bad_request", f"a request is a JSON object with fields {', '.join(FIELDS)}")
     message_id = doc.get("id")
@@ -82,7 +85,10 @@ def parse_message(text: str, max_bytes: int) -> Message:
             f"nested list, got {type(inputs).__name__}"
         )
     if '"b64"' in text:
-        inputs = codec.decode_b64(inputs)
+        try:
+            inputs = codec.decode_b64(inputs)
+        except ServingError as exc:
+            raise bad(exc.message) from None
     timeout_ms = doc.get("timeout_ms")
     if timeout_ms is not None and not (
         isinstance(timeout_ms, int | float) and not isinstance(timeout_ms, bool) and 0 < timeout_ms < math.inf

@@ -16,11 +16,12 @@ import contextlib
 from typing import Any
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from ..api import predict_detailed
 from .errors import ServingError
-from .messages import Message, answer, failure, parse_message
+from .messages import FrameError, Message, answer, failure, parse_message
 from .options import serving_options
 
 __all__ = ["PredictConsumer"]
@@ -56,14 +57,16 @@ class PredictConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         options = serving_options()
         try:
             message = parse_message(text_data, options.max_request_bytes)
-            if len(self._tasks) >= options.max_in_flight_per_socket:
-                raise ServingError(
-                    "overloaded",
-                    f"this socket already has {len(self._tasks)} requests in flight, the most allowed "
-                    "(TFBATCH['MAX_IN_FLIGHT_PER_SOCKET']); wait for answers before sending more",
-                )
-        except ServingError as exc:
-            await self.send(failure(getattr(exc, "message_id", None), exc))
+        except FrameError as exc:
+            await self.send(failure(exc.message_id, exc))
+            return
+        if len(self._tasks) >= options.max_in_flight_per_socket:
+            refusal = ServingError(
+                "overloaded",
+                f"this socket already has {len(self._tasks)} requests in flight, the most allowed "
+                "(TFBATCH['MAX_IN_FLIGHT_PER_SOCKET']); wait for answers before sending more",
+            )
+            await self.send(failure(message.id, refusal))
             return
         task = asyncio.create_task(self._serve(message))
         self._tasks.add(task)
@@ -90,7 +93,14 @@ class PredictConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         with contextlib.suppress(Exception):  # the client went away meanwhile: nobody to tell
             await self.send(text)
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # Channels' version also leaves groups (this consumer joins none) and closes
+        # database connections (it opens none).
+        await self.disconnect(message.get("code", 1000))
+        raise StopConsumer()
+
     async def disconnect(self, code: int) -> None:
+        """Cancel every request still in flight: the batcher drops their queued rows."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
