@@ -51,8 +51,10 @@ class PredictConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
-            refusal = "binary frames are not accepted; send each request as a JSON text frame"
-            await self.send(failure(None, ServingError("bad_request", refusal)))
+            binary = ServingError(
+                "bad_request", "binary frames are not accepted; send each request as a JSON text frame"
+            )
+            await self.send(failure(None, binary))
             return
         options = serving_options()
         try:
@@ -61,12 +63,12 @@ class PredictConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             await self.send(failure(exc.message_id, exc))
             return
         if len(self._tasks) >= options.max_in_flight_per_socket:
-            refusal = ServingError(
+            full = ServingError(
                 "overloaded",
                 f"this socket already has {len(self._tasks)} requests in flight, the most allowed "
                 "(TFBATCH['MAX_IN_FLIGHT_PER_SOCKET']); wait for answers before sending more",
             )
-            await self.send(failure(message.id, refusal))
+            await self.send(failure(message.id, full))
             return
         task = asyncio.create_task(self._serve(message))
         self._tasks.add(task)
