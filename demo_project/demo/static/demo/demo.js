@@ -129,6 +129,7 @@ function pixels() {
 }
 
 function drawSeen(grid) {
+  seen.dataset.pixels = JSON.stringify(grid); // what was sent, for the browser test to check
   const c = seen.getContext("2d");
   const s = seen.width / 8;
   for (let y = 0; y < 8; y++) {
