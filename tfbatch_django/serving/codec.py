@@ -10,6 +10,9 @@ shortest float32 form (``0.1``, not ``0.10000000149011612``), as TensorFlow Serv
 from __future__ import annotations
 
 import base64
+import contextlib
+import gc
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -17,7 +20,7 @@ import orjson
 
 from .errors import ServingError
 
-__all__ = ["decode_b64", "dumps", "loads"]
+__all__ = ["as_tensors", "collector_paused", "decode_b64", "dumps", "loads"]
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -80,4 +83,43 @@ def decode_b64(value: Any) -> Any:
             except ValueError:
                 raise ServingError("bad_request", f'{{"b64": {encoded[:20]!r}...}} is not valid base64') from None
         return {k: decode_b64(v) for k, v in value.items()}
+    return value
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Parse a request with the cyclic garbage collector paused.
+
+    A 32x32x3 image arrives as ~1,000 nested lists. Parsed with the collector running,
+    the half-built lists survive collections and get promoted into the oldest
+    generation, and those promotions trigger full collections, which in a process
+    holding TensorFlow walk ~400,000 objects: measured here, 64 WebSocket clients
+    sending such images caused 21 full collections costing 3.6 s of a 4 s run. Paused
+    for the parse (well under a millisecond) and with the lists turned into arrays
+    before it resumes (``as_tensors``), the lists die by reference counting first.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def as_tensors(value: Any) -> Any:
+    """Numeric nested lists -> numpy arrays, so the lists die while the request is parsed.
+
+    Anything that is not a rectangular numeric array (strings, ragged lists) is left
+    for the model's input check to accept or refuse, with its own message.
+    """
+    if isinstance(value, dict):
+        return {name: as_tensors(item) for name, item in value.items()}
+    if isinstance(value, list):
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError):
+            return value
+        if array.dtype.kind in "biuf":
+            return array
     return value

@@ -49,6 +49,11 @@ class FrameError(ServingError):
 
 def parse_message(text: str, max_bytes: int) -> Message:
     """A request from one text frame, or ``FrameError`` saying exactly what is wrong."""
+    with codec.collector_paused():
+        return _parse(text, max_bytes)
+
+
+def _parse(text: str, max_bytes: int) -> Message:
     if len(text) > max_bytes:
         raise FrameError(
             "too_large",
@@ -94,7 +99,7 @@ def parse_message(text: str, max_bytes: int) -> Message:
         isinstance(timeout_ms, int | float) and not isinstance(timeout_ms, bool) and 0 < timeout_ms < math.inf
     ):
         raise bad(f"'timeout_ms' must be a positive number of milliseconds, got {timeout_ms!r}")
-    return Message(message_id, model, inputs, None if timeout_ms is None else timeout_ms / 1000.0)
+    return Message(message_id, model, codec.as_tensors(inputs), None if timeout_ms is None else timeout_ms / 1000.0)
 
 
 def _is_id(value: Any) -> bool:

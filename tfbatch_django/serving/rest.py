@@ -172,7 +172,8 @@ def _flow(route: Route, method: str, body: bytes, user: Any) -> _Flow:
     if route.version is not None:
         _check_version(config, int(route.version))
     if predicting:
-        inputs, columnar = _parse_predict(body, config, options)
+        with codec.collector_paused():
+            inputs, columnar = _parse_predict(body, config, options)
         prediction: Prediction = yield _Predict(route.model, inputs)
         return _predicted(prediction, columnar)
     if route.action is None:
@@ -259,7 +260,7 @@ def _parse_predict(body: bytes, config: ModelConfig, options: ServingOptions) ->
     value = doc["instances"] if has_rows else doc["inputs"]
     if b'"b64"' in body:
         value = codec.decode_b64(value)
-    return (_rows_to_columns(value) if has_rows else value), has_columns
+    return codec.as_tensors(_rows_to_columns(value) if has_rows else value), has_columns
 
 
 _KINDS: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
