@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 
+import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -91,17 +93,34 @@ async def test_errors_leave_the_socket_open(frame, code, message):
         await ws.disconnect()
 
 
-async def test_binary_frames_get_an_error_frame():
+def binary_frame(header: dict, *tensors: np.ndarray) -> bytes:
+    head = json.dumps(header).encode()
+    return struct.pack(">I", len(head)) + head + b"".join(t.astype("<f4").tobytes() for t in tensors)
+
+
+async def test_binary_frames_carry_raw_tensors_both_ways():
+    ws = await connect()
+    x = np.array([[1.5, 2, 3], [4, 5, 6]], np.float32)
+    await ws.send_to(
+        bytes_data=binary_frame({"id": "b", "model": "double", "inputs": {"dtype": "float32", "shape": [2, 3]}}, x)
+    )
+    frame = await ws.receive_from(timeout=10)
+    assert isinstance(frame, bytes)
+    (length,) = struct.unpack_from(">I", frame)
+    header = json.loads(frame[4 : 4 + length])
+    assert (header["id"], header["outputs"]) == ("b", {"y": {"dtype": "float32", "shape": [2, 3]}})
+    assert header["batch"]["size"] == 2
+    np.testing.assert_array_equal(np.frombuffer(frame[4 + length :], "<f4").reshape(2, 3), x * 2)
+    await ws.disconnect()
+
+
+async def test_binary_junk_gets_an_error_frame():
     ws = await connect()
     await ws.send_to(bytes_data=b"\x00\xff junk")
     reply = json.loads(await ws.receive_from(timeout=5))
-    assert reply == {
-        "id": None,
-        "error": {
-            "code": "bad_request",
-            "message": "binary frames are not accepted; send each request as a JSON text frame",
-        },
-    }
+    assert reply["id"] is None
+    assert reply["error"]["code"] == "bad_request"
+    assert "runs past the end of the 7-byte frame" in reply["error"]["message"]
     await assert_still_usable(ws)
     await ws.disconnect()
 

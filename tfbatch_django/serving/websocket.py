@@ -21,7 +21,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from ..api import predict_detailed
 from .errors import ServingError
-from .messages import FrameError, Message, answer, failure, parse_message
+from .messages import FrameError, Message, answer, answer_binary, failure, parse_binary_message, parse_message
 from .options import serving_options
 
 __all__ = ["PredictConsumer"]
@@ -50,15 +50,12 @@ class PredictConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
         await handler(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if text_data is None:
-            binary = ServingError(
-                "bad_request", "binary frames are not accepted; send each request as a JSON text frame"
-            )
-            await self.send(failure(None, binary))
-            return
         options = serving_options()
         try:
-            message = parse_message(text_data, options.max_request_bytes)
+            if text_data is not None:
+                message = parse_message(text_data, options.max_request_bytes)
+            else:
+                message = parse_binary_message(bytes_data or b"", options.max_request_bytes)
         except FrameError as exc:
             await self.send(failure(exc.message_id, exc))
             return
@@ -79,7 +76,7 @@ class PredictConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             if not await self._permitted(message.model):
                 raise ServingError("forbidden", serving_options().permission.refusal(message.model))
             prediction = await predict_detailed(message.model, message.inputs, timeout=message.timeout)
-            reply = answer(message.id, prediction)
+            reply = answer_binary(message.id, prediction) if message.binary else answer(message.id, prediction)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an error frame
             reply = failure(message.id, exc)
         await self._reply(reply)
@@ -91,9 +88,12 @@ class PredictConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
             self._allowed[model] = verdict
         return verdict
 
-    async def _reply(self, text: str) -> None:
+    async def _reply(self, frame: str | bytes) -> None:
         with contextlib.suppress(Exception):  # the client went away meanwhile: nobody to tell
-            await self.send(text)
+            if isinstance(frame, bytes):
+                await self.send(bytes_data=frame)
+            else:
+                await self.send(frame)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         # Channels' version also leaves groups (this consumer joins none) and closes
