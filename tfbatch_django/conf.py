@@ -298,7 +298,7 @@ def _check_runner(runner: str, bad: Callable[..., None]) -> None:
 
     try:
         obj = import_dotted(runner)
-    except Exception as exc:  # ImportError, or the module raising at import
+    except Exception as exc:  # noqa: BLE001 - ImportError, or the module raising at import
         bad("E007", f"RUNNER {runner!r} cannot be imported: {exc}.")
         return
     if not callable(obj):
