@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from .serving import rest
-from .serving.errors import ServingError
+from .serving.errors import ServingError, too_large
 from .serving.options import serving_options
 
 __all__ = ["rest_api", "rest_api_sync"]
@@ -59,9 +59,7 @@ def _body(request: HttpRequest) -> bytes:
     except ValueError:
         declared = 0
     if declared > limit:
-        raise ServingError(
-            "too_large", f"the request body has {declared} bytes; the limit is {limit} (TFBATCH['MAX_REQUEST_BYTES'])"
-        )
+        raise too_large(declared, limit)
     try:
         return request.body
     except RequestDataTooBig:

@@ -12,7 +12,7 @@ import logging
 
 from ..exceptions import TFBatchError
 
-__all__ = ["HTTP_STATUS", "ServingError", "describe_error"]
+__all__ = ["HTTP_STATUS", "ServingError", "describe_error", "too_large"]
 
 logger = logging.getLogger("tfbatch_django.serving")
 
@@ -38,6 +38,11 @@ class ServingError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def too_large(size: int, limit: int, what: str = "the request body has", unit: str = "bytes") -> ServingError:
+    """The one wording of ``too_large``, whichever door measured the size."""
+    return ServingError("too_large", f"{what} {size} {unit}; the limit is {limit} (TFBATCH['MAX_REQUEST_BYTES'])")
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:

@@ -12,33 +12,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
 from . import rest
-from .errors import ServingError
+from .channels_base import LeanDispatch
+from .errors import too_large
 from .options import serving_options
-from .websocket import NO_CHANNEL_LAYER
 
 __all__ = ["RestConsumer"]
 
 
-class RestConsumer(AsyncHttpConsumer):  # type: ignore[misc]
-    channel_layer_alias = NO_CHANNEL_LAYER
-
+class RestConsumer(LeanDispatch, AsyncHttpConsumer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._size = 0
         self._limit = 0
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # As in the WebSocket consumer: skip Channels' per-message hop to a thread to
-        # close database connections this consumer never opened.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"no handler for message type {message['type']}")
-        await handler(message)
 
     async def http_request(self, message: dict[str, Any]) -> None:
         if not self._limit:
@@ -56,10 +45,7 @@ class RestConsumer(AsyncHttpConsumer):  # type: ignore[misc]
             raise StopConsumer()
 
     async def _too_large(self, size: int) -> None:
-        error = ServingError(
-            "too_large", f"the request body has {size} bytes; the limit is {self._limit} (TFBATCH['MAX_REQUEST_BYTES'])"
-        )
-        await self._respond(rest.error_response(error))
+        await self._respond(rest.error_response(too_large(size, self._limit)))
         raise StopConsumer()
 
     async def handle(self, body: bytes) -> None:

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..batching import Prediction
 from . import codec
-from .errors import ServingError, describe_error
+from .errors import ServingError, describe_error, too_large
 
 __all__ = [
     "FIELDS",
@@ -98,9 +98,8 @@ def _parse(text: str, max_bytes: int) -> Message:
 
 def _check_size(size: int, max_bytes: int, unit: str) -> None:
     if size > max_bytes:
-        raise FrameError(
-            "too_large", f"the frame has {size} {unit}; the limit is {max_bytes} (TFBATCH['MAX_REQUEST_BYTES'])"
-        )
+        error = too_large(size, max_bytes, "the frame has", unit)
+        raise FrameError(error.code, error.message)
 
 
 def _load(text: str | bytes, what: str) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from ..conf import ModelConfig, get_config
 from ..exceptions import ModelNotFound
 from ..runners.savedmodel_meta import read_signatures, resolve_savedmodel_dir
 from . import codec
-from .errors import HTTP_STATUS, ServingError, describe_error
+from .errors import HTTP_STATUS, ServingError, describe_error, too_large
 from .options import ServingOptions, serving_options
 from .permissions import Permission
 
@@ -232,11 +232,7 @@ def _check_version(config: ModelConfig, version: int) -> None:
 def _parse_predict(body: bytes, config: ModelConfig, options: ServingOptions) -> tuple[Any, bool]:
     """The model inputs and whether the request was columnar, from a ``:predict`` body."""
     if len(body) > options.max_request_bytes:
-        raise ServingError(
-            "too_large",
-            f"the request body has {len(body)} bytes; the limit is {options.max_request_bytes} "
-            "(TFBATCH['MAX_REQUEST_BYTES'])",
-        )
+        raise too_large(len(body), options.max_request_bytes)
     doc = codec.loads(body, what="the request body")
     if not isinstance(doc, dict):
         raise ServingError(

@@ -15,39 +15,23 @@ import asyncio
 import contextlib
 from typing import Any
 
-from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from ..api import predict_detailed
+from .channels_base import LeanDispatch
 from .errors import ServingError
 from .messages import FrameError, Message, answer, answer_binary, failure, parse_binary_message, parse_message
 from .options import serving_options
 
 __all__ = ["PredictConsumer"]
 
-#: An alias no project configures: this consumer takes no channel-layer messages, and
-#: without a layer Channels does not create a channel per socket nor poll it.
-NO_CHANNEL_LAYER = "tfbatch_django:none"
 
-
-class PredictConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
-    channel_layer_alias = NO_CHANNEL_LAYER
-
+class PredictConsumer(LeanDispatch, AsyncWebsocketConsumer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tasks: set[asyncio.Task[None]] = set()
         self._allowed: dict[str, bool] = {}  # model -> permission verdict, for this socket's user
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels' dispatch closes stale database connections before every message,
-        # a hop to a worker thread per frame. Nothing here touches the database on the
-        # event loop (a permission callable that does runs in Django's executor,
-        # which closes them itself), so go straight to the handler.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"no handler for message type {message['type']}")
-        await handler(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         options = serving_options()
