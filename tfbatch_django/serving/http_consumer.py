@@ -1,7 +1,8 @@
 """The fast door: TensorFlow Serving's REST API as a Channels ``AsyncHttpConsumer``.
 
-Django's request handling (middleware, URL resolution, ``HttpRequest``/``HttpResponse``)
-costs about a millisecond of CPU per request here, more than a batched model row.
+Django's request handling (middleware, each sync-only method of which is a hop to a
+worker thread under ASGI, URL resolution, ``HttpRequest``/``HttpResponse``) costs 2.5-4
+ms of CPU per request here, more than a batched model row; this door costs ~0.5 ms.
 Routed in the project's ``ProtocolTypeRouter`` ahead of Django, this consumer answers
 the same URLs with the same JSON and the same permission setting (``scope["user"]``,
 from ``AuthMiddlewareStack``), through the same ``rest`` module, at a fraction of the
