@@ -1,4 +1,9 @@
-"""The demo project's settings, serving the benchmark CNN twice: batched, and one row per call."""
+"""The demo project's settings, serving the benchmark CNN twice: batched, and one row per call.
+
+``TFBATCH_BENCH_MIDDLEWARE=none`` drops Django's middleware, to show what it costs.
+"""
+
+import os
 
 from demo_project.settings import *  # noqa: F403
 
@@ -17,3 +22,6 @@ TFBATCH = {
     },
     "PERMISSION": "any",
 }
+
+if os.environ.get("TFBATCH_BENCH_MIDDLEWARE") == "none":
+    MIDDLEWARE: list[str] = []
