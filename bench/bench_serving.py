@@ -283,7 +283,8 @@ def main() -> None:
             daphne.terminate()
             daphne.wait(20)
 
-    print(f"\nModel: batch-1 call {calls[1]:.2f} ms; batch-64 call {calls[64]:.1f} ms", end="")
+    print(f"\nModel: batch-1 call {calls[1]:.2f} ms; batch-32 call {calls[32]:.1f} ms", end="")
+    print(f" ({32 / calls[32] * 1000:,.0f} rows/s); batch-64 call {calls[64]:.1f} ms", end="")
     print(f" = offline limit {offline_rows:,.0f} rows/s")
     print(f"{args.clients} concurrent clients, closed loop, {args.seconds:.0f} s per run, ", end="")
     print(f"daphne on loopback, {os.cpu_count()} cores; load average before/after: ", end="")
