@@ -29,26 +29,29 @@ __all__ = ["rest_api", "rest_api_sync"]
 async def rest_api(
     request: HttpRequest, model: str, version: str | None = None, action: str | None = None
 ) -> HttpResponse:
-    route = rest.Route(model, version, action)
-    try:
-        body = _body(request)
-    except ServingError as exc:
-        return _http(rest.error_response(exc))
+    body = _body_or_refusal(request)
+    if isinstance(body, rest.Response):
+        return _http(body)
     user = await request.auser() if serving_options().permission.needs_user else None
-    return _http(await rest.handle(route, request.method or "GET", body, user))
+    return _http(await rest.handle(rest.Route(model, version, action), request.method or "GET", body, user))
 
 
 @csrf_exempt
 def rest_api_sync(
     request: HttpRequest, model: str, version: str | None = None, action: str | None = None
 ) -> HttpResponse:
-    route = rest.Route(model, version, action)
-    try:
-        body = _body(request)
-    except ServingError as exc:
-        return _http(rest.error_response(exc))
+    body = _body_or_refusal(request)
+    if isinstance(body, rest.Response):
+        return _http(body)
     user = request.user if serving_options().permission.needs_user else None
-    return _http(rest.handle_sync(route, request.method or "GET", body, user))
+    return _http(rest.handle_sync(rest.Route(model, version, action), request.method or "GET", body, user))
+
+
+def _body_or_refusal(request: HttpRequest) -> bytes | rest.Response:
+    try:
+        return _body(request)
+    except ServingError as exc:
+        return rest.error_response(exc)
 
 
 def _body(request: HttpRequest) -> bytes:

@@ -7,6 +7,8 @@ deterministic instead of timed. The ``gate`` fixture gives every test a fresh on
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,15 @@ gate = GatedModel(width=2)
 
 def gated_runner() -> GatedModel:
     return gate
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (bounded) for a state the gate makes certain; never a timing assertion."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
 
 
 def pair_runner() -> CallableRunner:

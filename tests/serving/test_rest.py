@@ -13,6 +13,7 @@ from django.test import override_settings
 from tfbatch_django import get_stats
 
 from .doors import DOORS, call
+from .fakes import until
 
 TFSERVING = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "tfserving"
 
@@ -226,14 +227,6 @@ GATED = {
     },
     "PERMISSION": "any",
 }
-
-
-async def until(condition, what):
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def test_overloaded_is_503_with_retry_after(door, gate):

@@ -4,7 +4,6 @@ together, the per-socket cap, and cancellation on disconnect."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
 
@@ -16,6 +15,8 @@ from django.test import Client, override_settings
 
 from demo_project.asgi import application
 from tfbatch_django import get_stats
+
+from .fakes import until
 
 MODELS = {
     "double": {"RUNNER": "tests.fakes.double_runner", "MAX_BATCH_SIZE": 8},
@@ -50,14 +51,6 @@ async def assert_still_usable(ws):
         "outputs": [[2.0, 4.0, 6.0]],
         "batch": {"size": 1, "queue_ms": pytest.approx(0, abs=1e4), "run_ms": pytest.approx(0, abs=1e4)},
     }
-
-
-async def until(condition, what):
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def test_a_prediction():
