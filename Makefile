@@ -43,6 +43,7 @@ demo: venv
 	$(BIN)/daphne -b $(HOST) -p $(PORT) demo_project.asgi:application
 
 bench: venv
+	$(BIN)/python bench/bench_serving.py
 	$(BIN)/python bench/bench_batcher.py
 
 clean:

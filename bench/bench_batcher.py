@@ -11,8 +11,9 @@ One run, one table, every figure measured side by side in the same process:
 * **no-op model**: the batcher's own cost per request, with a model that returns its
   input (async callers on one event loop, and sync callers on threads).
 
-The model is a small CNN on 32x32x3 images, exported as a SavedModel and served through
-the real settings -> registry -> batcher -> TensorFlow path. Run: ``make bench`` or
+The model is ``bench/model.py``'s CNN on 32x32x3 images (the one ``bench_serving.py``
+uses), exported as a SavedModel and served through the real settings -> registry ->
+batcher -> TensorFlow path. Run: ``make bench`` or
 ``python bench/bench_batcher.py [--quick]``.
 """
 
@@ -23,7 +24,6 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -37,27 +37,6 @@ sys.path.insert(0, str(ROOT))
 
 MAX_BATCH = 64
 NAN = float("nan")
-
-
-def build_cnn(directory: Path) -> Path:
-    """Export the benchmark CNN as a SavedModel (named input ``image``)."""
-    from tfbatch_django.runners.tf_setup import import_tensorflow
-
-    import_tensorflow()
-    import keras
-
-    keras.utils.set_random_seed(0)
-    layers = keras.layers
-    image = keras.Input((32, 32, 3), name="image")
-    h = layers.Conv2D(32, 3, activation="relu")(image)
-    h = layers.Conv2D(64, 3, activation="relu")(h)
-    h = layers.MaxPooling2D()(h)
-    h = layers.Flatten()(h)
-    h = layers.Dense(2048, activation="relu")(h)  # a VGG-style dense head: batch-1 calls cost ~3 ms here
-    probs = layers.Dense(10, activation="softmax", name="probs")(h)
-    path = directory / "cnn"
-    keras.Model(image, probs).export(str(path), verbose=False)
-    return path
 
 
 def configure_django(cnn: Path, noop_batch: int) -> None:
@@ -181,44 +160,46 @@ def main() -> None:
         sys.setswitchinterval(args.switch_interval)
     seconds = 1.0 if args.quick else args.seconds
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cnn = build_cnn(Path(tmp))
-        configure_django(cnn, noop_batch=256)
-        from tfbatch_django.registry import registry
+    from tfbatch_django.runners.tf_setup import import_tensorflow
 
-        runner = registry.get("cnn").load().runner
-        rows_offline = offline_limit(runner, seconds)
-        rows_single, lat_single = one_at_a_time(runner, seconds)
-        image = np.random.default_rng(3).random((1, 32, 32, 3), dtype=np.float32)
+    import_tensorflow()
+    from bench.model import BLOCKS, export
 
-        table: list[tuple[str, float, float | None, float, float, str]] = []
+    cnn = export()  # the same CNN as bench_serving.py
+    configure_django(cnn, noop_batch=256)
+    from tfbatch_django.registry import registry
 
-        def add(name: str, r: float, lat: list[float], mean: float | None = None) -> None:
-            table.append((name, r, r / rows_offline, pct(lat, 50), pct(lat, 99), "" if mean is None else f"{mean:.1f}"))
+    runner = registry.get("cnn").load().runner
+    rows_offline = offline_limit(runner, seconds)
+    rows_single, lat_single = one_at_a_time(runner, seconds)
+    image = np.random.default_rng(3).random((1, 32, 32, 3), dtype=np.float32)
 
-        table.append(("CNN offline limit (batches of 64, back to back)", rows_offline, 1.0, NAN, NAN, ""))
-        add("CNN one at a time (1 row per call, sequential)", rows_single, lat_single)
-        # The lone caller first: right after a burst the batcher still expects the burst's
-        # callers back for up to a second (see the dispatch policy).
-        add("CNN via predict(), 1 caller", *asyncio.run(concurrent_callers("cnn", lambda i: image, 1, seconds)))
-        for callers in (64, 256):
-            for model, label in (("cnn_unbatched", "unbatched"), ("cnn", "batched")):
-                result = asyncio.run(concurrent_callers(model, lambda i: image, callers, seconds))
-                add(f"CNN {label} via predict(), {callers} callers", *result)
+    table: list[tuple[str, float, float | None, float, float, str]] = []
 
-        noop_x = np.ones((1, 4), np.float32)
-        noop: list[tuple[str, float, float, float]] = []
-        for callers in (64, 256, 1024):
-            r, lat, mean = asyncio.run(concurrent_callers("noop", lambda i: noop_x, callers, seconds))
-            noop.append(
-                (f"no-op model, {callers} async callers (mean batch {mean:.0f})", r, pct(lat, 50), pct(lat, 99))
-            )
-        r, lat = threaded_callers("noop", 32, seconds)
-        noop.append(("no-op model, 32 threads calling predict_sync()", r, pct(lat, 50), pct(lat, 99)))
-        registry.reset()
+    def add(name: str, r: float, lat: list[float], mean: float | None = None) -> None:
+        table.append((name, r, r / rows_offline, pct(lat, 50), pct(lat, 99), "" if mean is None else f"{mean:.1f}"))
+
+    table.append(("CNN offline limit (batches of 64, back to back)", rows_offline, 1.0, NAN, NAN, ""))
+    add("CNN one at a time (1 row per call, sequential)", rows_single, lat_single)
+    # The lone caller first: right after a burst the batcher still expects the burst's
+    # callers back for up to a second (see the dispatch policy).
+    add("CNN via predict(), 1 caller", *asyncio.run(concurrent_callers("cnn", lambda i: image, 1, seconds)))
+    for callers in (64, 256):
+        for model, label in (("cnn_unbatched", "unbatched"), ("cnn", "batched")):
+            result = asyncio.run(concurrent_callers(model, lambda i: image, callers, seconds))
+            add(f"CNN {label} via predict(), {callers} callers", *result)
+
+    noop_x = np.ones((1, 4), np.float32)
+    noop: list[tuple[str, float, float, float]] = []
+    for callers in (64, 256, 1024):
+        r, lat, mean = asyncio.run(concurrent_callers("noop", lambda i: noop_x, callers, seconds))
+        noop.append((f"no-op model, {callers} async callers (mean batch {mean:.0f})", r, pct(lat, 50), pct(lat, 99)))
+    r, lat = threaded_callers("noop", 32, seconds)
+    noop.append(("no-op model, 32 threads calling predict_sync()", r, pct(lat, 50), pct(lat, 99)))
+    registry.reset()
 
     batch1_ms = pct(lat_single, 50)
-    print("\nModel: CNN 32x32x3 -> conv 32, conv 64, dense 2048 -> 10 (SavedModel signature)")
+    print(f"\nModel: CNN 32x32x3, conv blocks {BLOCKS} -> 10 (bench/model.py, SavedModel signature)")
     print(f"batch-1 call p50 {batch1_ms:.2f} ms on this machine")
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {seconds:.0f} s per row\n")
     print("| path | rows/s | vs offline limit | p50 ms | p99 ms | mean batch |")

@@ -1,18 +1,43 @@
-"""ASGI entry point of the demo project (served by daphne)."""
+"""ASGI entry point of the demo project (served by daphne).
+
+* WebSocket ``/ws/tfbatch/``: the prediction consumer, behind the origin check and
+  Django's session authentication.
+* HTTP ``/fast/v1/models/...``: the REST fast door (a Channels consumer, ahead of
+  Django); ``/tfbatch/v1/models/...`` is the same API through Django's views. A project
+  that wants only the fast door routes it at the views' prefix (``http_urlpatterns()``
+  defaults to ``tfbatch/``), and clients see no difference.
+* Everything else: Django, with static files served from the app directories (the
+  demo page's script and styles, the admin's and the batching dashboard's; daphne
+  serves no static files itself, and nothing comes from a CDN).
+"""
 
 import os
 
-from django.conf import settings
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
-
-from tfbatch_django import start_publishing
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_project.settings")
 django_asgi_app = get_asgi_application()
-if settings.DEBUG:  # daphne serves no static files; the admin and its batching dashboard need them
-    django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
-application = django_asgi_app
+from channels.auth import AuthMiddlewareStack  # noqa: E402 - Django must be set up first
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
-start_publishing()  # this process's batch statistics -> the admin dashboard (see README)
+from tfbatch_django import start_publishing, warmup  # noqa: E402
+from tfbatch_django.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
+
+# Load the models before serving, so the first request finds them warm (each load ends
+# with gc.freeze(): see GC_FREEZE in the README), then publish this process's batch
+# statistics for the admin dashboard.
+warmup()
+start_publishing()
+
+application = ProtocolTypeRouter(
+    {
+        "http": AuthMiddlewareStack(
+            URLRouter([*http_urlpatterns("fast/"), re_path(r"", ASGIStaticFilesHandler(django_asgi_app))])
+        ),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)

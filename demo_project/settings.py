@@ -19,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "tfbatch_django",
+    "demo_project.demo",
 ]
 
 MIDDLEWARE = [
@@ -69,8 +70,9 @@ STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The demo model: trained by `manage.py tfbatch_demo_model` (the Makefile's demo target
-# runs it when the model is missing) into a git-ignored folder.
-DEMO_MODEL_DIR = BASE_DIR / "var" / "models" / "digits"
+# runs it when the model is missing) into a git-ignored folder. The end-to-end tests
+# point TFBATCH_DEMO_MODEL_DIR at a model they trained into a temporary folder.
+DEMO_MODEL_DIR = Path(os.environ.get("TFBATCH_DEMO_MODEL_DIR") or BASE_DIR / "var" / "models" / "digits")
 
 TFBATCH = {
     "MODELS": {
@@ -83,6 +85,12 @@ TFBATCH = {
             "TIMEOUT_MS": 10_000,
         },
     },
+    # The library's default lets only authenticated users predict. The demo page is for
+    # anyone who opens it on this machine, so the demo opts in to anonymous predictions.
+    # A real project keeps the default, or names its own check: "myapp.perms.can_predict".
+    "PERMISSION": "any",
+    # The page's "burst" sends up to 256 requests at once over its one WebSocket.
+    "MAX_IN_FLIGHT_PER_SOCKET": 256,
 }
 
 LOGGING = {

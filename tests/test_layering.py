@@ -1,4 +1,4 @@
-"""Layers, one direction: exceptions <- batching <- runners <- Django glue.
+"""Layers, one direction: exceptions <- batching <- runners <- Django glue <- serving.
 
 Checked on the source (every import statement, including those inside functions), so a
 lazy import cannot sneak a dependency in either.
@@ -15,7 +15,11 @@ FORBIDDEN = {
     "exceptions.py": {"django", "channels", "tensorflow", "keras", "numpy", "tfbatch_django"},
     "batching": {"django", "channels", "tensorflow", "keras", "tfbatch_django.runners", "tfbatch_django.registry"},
     "runners": {"django", "channels", "tfbatch_django.registry", "tfbatch_django.conf", "tfbatch_django.api"},
+    "serving": {"tensorflow", "keras", "tfbatch_django.runners.tensorflow", "tfbatch_django.runners.keras"},
 }
+
+#: Channels (and daphne) are optional: only the Channels front doors may import them.
+CHANNELS_MODULES = {"serving/websocket.py", "serving/http_consumer.py", "serving/channels_base.py", "routing.py"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -59,6 +63,22 @@ def test_batching_imports_neither_django_nor_tensorflow():
 
 def test_runners_do_not_import_django():
     assert violations("runners") == []
+
+
+def test_serving_uses_no_tensorflow():
+    assert violations("serving") == []
+
+
+def test_only_the_channels_front_doors_import_channels():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = str(path.relative_to(PACKAGE))
+        if relative in CHANNELS_MODULES:
+            continue
+        offenders += [
+            f"{relative} imports {m}" for m in imported_modules(path) if m.split(".")[0] in {"channels", "daphne"}
+        ]
+    assert offenders == []
 
 
 def test_the_checker_catches_a_violation(tmp_path):

@@ -5,7 +5,11 @@
     E003 size/time not positive             E008 wrong type or structure
     E004 ALLOWED_BATCH_SIZES invalid or     E009 DEVICE not auto/cpu/gpu/gpu:N
          not reaching MAX_BATCH_SIZE        E010 model name not URL-safe
-    E005 unknown SavedModel signature
+    E005 unknown SavedModel signature       E011 PERMISSION not a shortcut nor an
+                                                 importable callable
+                                            E012 MAX_REQUEST_BYTES or
+                                                 MAX_IN_FLIGHT_PER_SOCKET not a
+                                                 positive integer
 
 Monitoring keys (reported, never fatal: the value falls back to its default)::
 

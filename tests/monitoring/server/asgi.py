@@ -5,8 +5,7 @@ import os
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
-from tfbatch_django import warmup
-from tfbatch_django import start_publishing
+from tfbatch_django import start_publishing, warmup
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.monitoring.server.settings")
 application = ASGIStaticFilesHandler(get_asgi_application())  # sets Django up

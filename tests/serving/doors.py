@@ -1,0 +1,53 @@
+"""One way for tests to call the REST API through each of its front doors.
+
+* ``view``: the async Django views (``tfbatch_django.urls``), through Django's ASGI handler;
+* ``sync``: the sync Django views (``tfbatch_django.urls_sync``) through Django's test
+  client, the WSGI path, in a thread of its own as a WSGI server would run it;
+* ``fast``: the Channels fast door, through the demo project's full ASGI application.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.testing import HttpCommunicator
+from django.test import AsyncClient, Client
+
+DOORS = ["view", "sync", "fast"]
+PREFIX = {"view": "/tfbatch/", "sync": "/sync/", "fast": "/fast/"}
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def call(door: str, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None) -> Reply:
+    data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+    url = PREFIX[door] + path
+    if door == "fast":
+        from demo_project.asgi import application
+
+        raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+        raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        communicator = HttpCommunicator(application, method, url, body=data, headers=raw_headers)
+        response = await communicator.get_response(timeout=30)
+        return Reply(
+            response["status"], {k.decode().lower(): v.decode() for k, v in response["headers"]}, response["body"]
+        )
+    if door == "view":
+        response = await AsyncClient().generic(method, url, data, content_type="application/json", headers=headers)
+    else:
+        client = Client()
+        response = await sync_to_async(client.generic, thread_sensitive=False)(
+            method, url, data, content_type="application/json", headers=headers
+        )
+    return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content)

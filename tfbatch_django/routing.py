@@ -1,0 +1,32 @@
+"""Channels routes: the WebSocket consumer and the REST fast door (needs ``channels``).
+
+Compose them in the project's ``asgi.py``::
+
+    from tfbatch_django.routing import http_urlpatterns, websocket_urlpatterns
+
+    application = ProtocolTypeRouter({
+        "http": AuthMiddlewareStack(URLRouter([*http_urlpatterns(), re_path(r"", django_asgi_app)])),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    })
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.urls import URLPattern, path, re_path
+
+from .serving.http_consumer import RestConsumer
+from .serving.rest import ROUTE
+from .serving.websocket import PredictConsumer
+
+__all__ = ["http_urlpatterns", "websocket_urlpatterns"]
+
+websocket_urlpatterns: list[Any] = [path("ws/tfbatch/", PredictConsumer.as_asgi())]
+
+
+def http_urlpatterns(prefix: str = "tfbatch/") -> list[URLPattern]:
+    """The fast door's routes under ``prefix``: ahead of Django, they answer those URLs
+    instead of the views in ``tfbatch_django.urls``, with the same JSON."""
+    return [re_path("^" + re.escape(prefix.lstrip("/")) + ROUTE, RestConsumer.as_asgi())]

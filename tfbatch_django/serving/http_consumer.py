@@ -1,0 +1,70 @@
+"""The fast door: TensorFlow Serving's REST API as a Channels ``AsyncHttpConsumer``.
+
+Django's request handling (middleware, each sync-only method of which is a hop to a
+worker thread under ASGI, URL resolution, ``HttpRequest``/``HttpResponse``) costs 2.5-4
+ms of CPU per request here, more than a batched model row; this door costs ~0.5 ms.
+Routed in the project's ``ProtocolTypeRouter`` ahead of Django, this consumer answers
+the same URLs with the same JSON and the same permission setting (``scope["user"]``,
+from ``AuthMiddlewareStack``), through the same ``rest`` module, at a fraction of the
+cost. It refuses an oversized body as soon as its length is known, before buffering it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
+
+from . import rest
+from .channels_base import LeanDispatch
+from .errors import too_large
+from .options import serving_options
+
+__all__ = ["RestConsumer"]
+
+
+class RestConsumer(LeanDispatch, AsyncHttpConsumer):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._size = 0
+        self._limit = 0
+
+    async def http_request(self, message: dict[str, Any]) -> None:
+        if not self._limit:
+            self._limit = serving_options().max_request_bytes
+            length = _content_length(self.scope)
+            if length is not None and length > self._limit:
+                await self._too_large(length)
+        chunk = message.get("body", b"")
+        self._size += len(chunk)
+        if self._size > self._limit:
+            await self._too_large(self._size)
+        self.body.append(chunk)
+        if not message.get("more_body"):
+            await self.handle(b"".join(self.body))
+            raise StopConsumer()
+
+    async def _too_large(self, size: int) -> None:
+        await self._respond(rest.error_response(too_large(size, self._limit)))
+        raise StopConsumer()
+
+    async def handle(self, body: bytes) -> None:
+        kwargs = self.scope["url_route"]["kwargs"]
+        route = rest.Route(kwargs["model"], kwargs.get("version"), kwargs.get("action"))
+        await self._respond(await rest.handle(route, self.scope["method"], body, self.scope.get("user")))
+
+    async def _respond(self, response: rest.Response) -> None:
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+        headers.append((b"Content-Length", str(len(response.body)).encode()))
+        await self.send_response(response.status, response.body, headers=headers)
+
+
+def _content_length(scope: dict[str, Any]) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,94 @@
+"""The WebSocket consumer: many requests in flight per socket, batched with everyone's.
+
+A Channels consumer handles one message at a time, so awaiting ``predict()`` inside
+``receive`` would make a socket wait for each answer before reading its next request,
+and a client could never contribute more than one row to a batch. Here each request
+becomes a task of its own, capped per socket (``MAX_IN_FLIGHT_PER_SOCKET``); a request
+over the cap is refused at once with ``overloaded``. When the client goes away every
+task is cancelled, which withdraws its queued rows from the batcher before they are
+computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from ..api import predict_detailed
+from .channels_base import LeanDispatch
+from .errors import ServingError
+from .messages import FrameError, Message, answer, answer_binary, failure, parse_binary_message, parse_message
+from .options import serving_options
+
+__all__ = ["PredictConsumer"]
+
+
+class PredictConsumer(LeanDispatch, AsyncWebsocketConsumer):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._allowed: dict[str, bool] = {}  # model -> permission verdict, for this socket's user
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        options = serving_options()
+        try:
+            if text_data is not None:
+                message = parse_message(text_data, options.max_request_bytes)
+            else:
+                message = parse_binary_message(bytes_data or b"", options.max_request_bytes)
+        except FrameError as exc:
+            await self.send(failure(exc.message_id, exc))
+            return
+        if len(self._tasks) >= options.max_in_flight_per_socket:
+            full = ServingError(
+                "overloaded",
+                f"this socket already has {len(self._tasks)} requests in flight, the most allowed "
+                "(TFBATCH['MAX_IN_FLIGHT_PER_SOCKET']); wait for answers before sending more",
+            )
+            await self.send(failure(message.id, full))
+            return
+        task = asyncio.create_task(self._serve(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, message: Message) -> None:
+        try:
+            if not await self._permitted(message.model):
+                raise ServingError("forbidden", serving_options().permission.refusal(message.model))
+            prediction = await predict_detailed(message.model, message.inputs, timeout=message.timeout)
+            reply = answer_binary(message.id, prediction) if message.binary else answer(message.id, prediction)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an error frame
+            reply = failure(message.id, exc)
+        await self._reply(reply)
+
+    async def _permitted(self, model: str) -> bool:
+        verdict = self._allowed.get(model)
+        if verdict is None:
+            verdict = await serving_options().permission.check(self.scope.get("user"), model)
+            self._allowed[model] = verdict
+        return verdict
+
+    async def _reply(self, frame: str | bytes) -> None:
+        with contextlib.suppress(Exception):  # the client went away meanwhile: nobody to tell
+            if isinstance(frame, bytes):
+                await self.send(bytes_data=frame)
+            else:
+                await self.send(frame)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # Channels' version also leaves groups (this consumer joins none) and closes
+        # database connections (it opens none).
+        await self.disconnect(message.get("code", 1000))
+        raise StopConsumer()
+
+    async def disconnect(self, code: int) -> None:
+        """Cancel every request still in flight: the batcher drops their queued rows."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
