@@ -129,7 +129,9 @@ class ModelHandle:
             # TensorFlow leaves ~400,000 long-lived Python objects behind; a full
             # collection then takes ~200 ms here, stalling every event loop and the
             # batcher. Freezing moves everything alive now out of the collector's sight;
-            # objects made later are collected as usual.
+            # objects made later are collected as usual. Collect first, so that the
+            # loader's garbage is freed rather than frozen.
+            gc.collect()
             gc.freeze()
         self.load_seconds = round(time.perf_counter() - t0, 3)
         self.loaded_at = time.time()

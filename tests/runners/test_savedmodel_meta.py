@@ -16,15 +16,15 @@ def test_tf1_export_signatures():
     assert set(sigs) == {"serving_default", "classify_x_to_y", "regress_x_to_y", "regress_x_to_y2", "regress_x2_to_y3"}
     default = sigs["serving_default"]
     assert default.method_name == "tensorflow/serving/predict"
-    assert default.inputs == (TensorMeta("x", "float32", (None, 1)),)
-    assert default.outputs == (TensorMeta("y", "float32", (None, 1)),)
-    assert sigs["classify_x_to_y"].inputs == (TensorMeta("inputs", "string", None),)
+    assert default.inputs == (TensorMeta("x", "float32", (None, 1), "x:0"),)
+    assert default.outputs == (TensorMeta("y", "float32", (None, 1), "y:0"),)
+    assert sigs["classify_x_to_y"].inputs == (TensorMeta("inputs", "string", None, "tf_example:0"),)
 
 
 def test_tf2_export_with_fixed_batch_and_no_internal_signatures():
     sigs = read_signatures(TFSERVING / "saved_model_half_plus_two_tf2_cpu")
     assert "__saved_model_init_op" not in sigs
-    assert sigs["serving_default"].inputs == (TensorMeta("x", "float32", (1,)),)
+    assert sigs["serving_default"].inputs == (TensorMeta("x", "float32", (1,), "serving_default_x:0"),)
 
 
 def test_agrees_with_tensorflow_on_a_keras_export(classifier, tf):

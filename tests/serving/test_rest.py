@@ -105,18 +105,16 @@ async def test_a_model_that_cannot_load_fails_alone(door):
 async def test_metadata_of_a_savedmodel_is_shaped_like_tf_servings(door):
     reply = await call(door, "GET", "v1/models/half_plus_two/metadata")
     assert reply.status == 200
-    tensor = {
-        "dtype": "DT_FLOAT",
-        "tensor_shape": {"dim": [{"size": "-1", "name": ""}, {"size": "1", "name": ""}], "unknown_rank": False},
-    }
+    shape = {"dim": [{"size": "-1", "name": ""}, {"size": "1", "name": ""}], "unknown_rank": False}
+    # As TF Serving answers for this model, graph tensor names included.
     assert reply.json() == {
         "model_spec": {"name": "half_plus_two", "signature_name": "", "version": "123"},
         "metadata": {
             "signature_def": {
                 "signature_def": {
                     "serving_default": {
-                        "inputs": {"x": tensor},
-                        "outputs": {"y": tensor},
+                        "inputs": {"x": {"dtype": "DT_FLOAT", "tensor_shape": shape, "name": "x:0"}},
+                        "outputs": {"y": {"dtype": "DT_FLOAT", "tensor_shape": shape, "name": "y:0"}},
                         "method_name": "tensorflow/serving/predict",
                     }
                 }

@@ -38,9 +38,10 @@ _DTYPES = {
 
 @dataclass(frozen=True)
 class TensorMeta:
-    name: str
+    name: str  # the signature's key for it
     dtype: str
     shape: tuple[int | None, ...] | None  # None: unknown rank; None in it: unknown size
+    tensor_name: str = ""  # the graph tensor ("x:0"), as TF Serving's metadata shows it
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,15 @@ def _signatures(meta_graph: memoryview) -> dict[str, SignatureMeta]:
 def _tensor_info(name: str, body: memoryview) -> TensorMeta:
     dtype = "unknown"
     shape: tuple[int | None, ...] | None = None
+    tensor_name = ""
     for f, v in _fields(body):
-        if f == 2 and isinstance(v, int):
+        if f == 1 and isinstance(v, memoryview):
+            tensor_name = bytes(v).decode()
+        elif f == 2 and isinstance(v, int):
             dtype = _DTYPES.get(v, f"dtype_{v}")
         elif f == 3 and isinstance(v, memoryview):
             shape = _shape(v)
-    return TensorMeta(name, dtype, shape)
+    return TensorMeta(name, dtype, shape, tensor_name)
 
 
 def _shape(body: memoryview) -> tuple[int | None, ...] | None:

@@ -335,8 +335,8 @@ def _metadata(config: ModelConfig) -> Generator[_Step, Any, Response]:
             raise ServingError(
                 "model_error", f"model {config.name!r}: its SavedModel signature {signature!r} cannot be read ({exc})"
             ) from None
-        inputs = [(t.name, t.dtype, t.shape) for t in meta.inputs]
-        outputs = [(t.name, t.dtype, t.shape) for t in meta.outputs]
+        inputs = [(t.name, t.dtype, t.shape, t.tensor_name) for t in meta.inputs]
+        outputs = [(t.name, t.dtype, t.shape, t.tensor_name) for t in meta.outputs]
         method = meta.method_name or _PREDICT_METHOD
     else:  # Keras files and custom runners describe themselves once loaded
         info = model_info(config.name)
@@ -345,12 +345,12 @@ def _metadata(config: ModelConfig) -> Generator[_Step, Any, Response]:
             info = model_info(config.name)
         if not info["ready"]:
             raise ServingError("model_error", info["error"] or f"model {config.name!r} is not loaded")
-        inputs = [(t["name"], t["dtype"], _shape(t["shape"])) for t in info["runner"]["inputs"]]
-        outputs = [(t["name"], t["dtype"], _shape(t["shape"])) for t in info["runner"]["outputs"]]
+        inputs = [(t["name"], t["dtype"], _shape(t["shape"]), "") for t in info["runner"]["inputs"]]
+        outputs = [(t["name"], t["dtype"], _shape(t["shape"]), "") for t in info["runner"]["outputs"]]
         method = _PREDICT_METHOD
     signature_def = {
-        "inputs": {name: _tensor_info(dtype, shape) for name, dtype, shape in inputs},
-        "outputs": {name: _tensor_info(dtype, shape) for name, dtype, shape in outputs},
+        "inputs": {name: _tensor_info(dtype, shape, tensor) for name, dtype, shape, tensor in inputs},
+        "outputs": {name: _tensor_info(dtype, shape, tensor) for name, dtype, shape, tensor in outputs},
         "method_name": method,
     }
     return json_response(
@@ -366,9 +366,13 @@ def _shape(shape: list[int] | None) -> tuple[int | None, ...] | None:
     return None if shape is None else tuple(None if d < 0 else d for d in shape)
 
 
-def _tensor_info(dtype: str, shape: tuple[int | None, ...] | None) -> dict[str, Any]:
+def _tensor_info(dtype: str, shape: tuple[int | None, ...] | None, tensor_name: str) -> dict[str, Any]:
+    """TF Serving's TensorInfo JSON; ``name`` (the graph tensor) only where the export has one."""
     dims = [] if shape is None else [{"size": str(-1 if d is None else d), "name": ""} for d in shape]
-    return {
+    info: dict[str, Any] = {
         "dtype": _TF_DTYPES.get(dtype, "DT_INVALID"),
         "tensor_shape": {"dim": dims, "unknown_rank": shape is None},
     }
+    if tensor_name:
+        info["name"] = tensor_name
+    return info
