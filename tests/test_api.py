@@ -176,3 +176,15 @@ def test_loading_a_model_freezes_the_objects_alive_then():
     with override_settings(TFBATCH={**FAKES, "GC_FREEZE": False}):
         predict_sync("double", [[1, 1, 1]])
         assert gc.get_freeze_count() == 0
+
+
+def test_gil_switch_interval_is_applied_when_a_model_loads():
+    import sys
+
+    before = sys.getswitchinterval()
+    try:
+        with override_settings(TFBATCH={**FAKES, "GIL_SWITCH_INTERVAL_MS": 1}):
+            predict_sync("double", [[1, 1, 1]])
+            assert sys.getswitchinterval() == pytest.approx(0.001)
+    finally:
+        sys.setswitchinterval(before)

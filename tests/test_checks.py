@@ -117,6 +117,12 @@ def test_e007_runner_not_importable():
     ]
 
 
+def test_e003_gil_switch_interval():
+    assert run({"GIL_SWITCH_INTERVAL_MS": 0}) == [
+        ("tfbatch_django.E003", "TFBATCH['GIL_SWITCH_INTERVAL_MS'] must be a number in (0, 100] or None, got 0.", None)
+    ]
+
+
 def test_e008_wrong_structure():
     assert run(["m"]) == [("tfbatch_django.E008", "TFBATCH must be a dict, got list.", None)]
     assert run({"MODELS": {"m": "path"}}) == [

@@ -17,6 +17,7 @@ import concurrent.futures
 import gc
 import logging
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -25,7 +26,7 @@ from .batching import Batcher
 from .batching.stats import BatcherStats, StatsListener
 from .conf import ModelConfig, TFBatchConfig, get_config, get_problems
 from .exceptions import ModelLoadError, ModelNotFound
-from .runners import FrameworkOptions, load_runner
+from .runners import load_runner
 
 __all__ = ["ModelHandle", "Registry", "registry"]
 
@@ -38,23 +39,17 @@ class ModelHandle:
     """A configured model: its load state, its batcher once ready, and its counters."""
 
     def __init__(
-        self,
-        config: ModelConfig,
-        framework: FrameworkOptions,
-        listeners: list[StatsListener] | None = None,
-        *,
-        gc_freeze: bool = False,
+        self, config: ModelConfig, settings: TFBatchConfig, listeners: list[StatsListener] | None = None
     ) -> None:
         self.name = config.name
         self.config = config
-        self.framework = framework
+        self.settings = settings  # the process-wide keys: framework options, GC, GIL
         self.status = NOT_LOADED
         self.error: str | None = None
         self.batcher: Batcher | None = None
         self.runner_info: dict[str, Any] = {}
         self.load_seconds: float | None = None
         self.loaded_at: float | None = None
-        self.gc_freeze = gc_freeze
         self.stats = BatcherStats(config.batching.max_batch_size, name=self.name, listeners=listeners or [])
         self._future: concurrent.futures.Future[Batcher] | None = None
         self._lock = threading.Lock()
@@ -110,7 +105,11 @@ class ModelHandle:
                 raise ModelLoadError(self.error or "failed", model=self.name)
             self.status = LOADING
             logger.info("tfbatch: loading model %r", self.name)
-            runner = load_runner(self.config.runner, self.framework)
+            if self.settings.switch_interval is not None:
+                # The batcher's executor thread needs the GIL back after every model
+                # call; with a busy event loop it waits up to a whole switch interval.
+                sys.setswitchinterval(self.settings.switch_interval)
+            runner = load_runner(self.config.runner, self.settings.framework)
             self.runner_info = _runner_info(runner)
             self.status = WARMING
             batcher = Batcher(runner, self.config.batching, name=self.name, stats=self.stats).start()
@@ -125,7 +124,7 @@ class ModelHandle:
             logger.error("tfbatch: %s", message, exc_info=not isinstance(exc, ModelLoadError))
             self._future.set_exception(ModelLoadError(message, model=self.name))
             return
-        if self.gc_freeze:
+        if self.settings.gc_freeze:
             # TensorFlow leaves ~400,000 long-lived Python objects behind; a full
             # collection then takes ~200 ms here, stalling every event loop and the
             # batcher. Freezing moves everything alive now out of the collector's sight;
@@ -205,10 +204,7 @@ class Registry:
             if self._handles is None:
                 config = get_config()
                 self._config = config
-                self._handles = {
-                    name: ModelHandle(mc, config.framework, self.listeners, gc_freeze=config.gc_freeze)
-                    for name, mc in config.models.items()
-                }
+                self._handles = {name: ModelHandle(mc, config, self.listeners) for name, mc in config.models.items()}
             return self._handles
 
     def get(self, name: str) -> ModelHandle:

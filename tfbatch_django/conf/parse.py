@@ -9,7 +9,7 @@ from typing import Any
 from ..runners.config import FrameworkOptions
 from .models import MODEL_DEFAULTS, ModelConfig, parse_model
 from .monitoring import MONITORING_DEFAULTS, MonitoringConfig, parse_monitoring
-from .problems import Problem, is_int, suggest
+from .problems import Problem, is_int, is_number, suggest
 from .serving import SERVING_DEFAULTS, check_serving
 
 __all__ = ["FRAMEWORK_DEFAULTS", "TOP_LEVEL_DEFAULTS", "TFBatchConfig", "parse"]
@@ -21,6 +21,7 @@ FRAMEWORK_DEFAULTS: dict[str, Any] = {
     "GPU_MEMORY_GROWTH": True,
     "QUIET_TENSORFLOW": True,
     "GC_FREEZE": True,  # gc.freeze() after each model loads (see registry.py)
+    "GIL_SWITCH_INTERVAL_MS": None,  # sys.setswitchinterval when the first model loads; None: leave it
 }
 
 #: Every top-level key (besides MODELS and DEFAULTS) and its default, all sections.
@@ -32,6 +33,7 @@ class TFBatchConfig:
     models: Mapping[str, ModelConfig]
     framework: FrameworkOptions
     gc_freeze: bool = True
+    switch_interval: float | None = None  # seconds
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
@@ -61,6 +63,11 @@ def parse(raw: Any) -> tuple[TFBatchConfig, list[Problem]]:
                 Problem("E003", f"TFBATCH[{key!r}] must be a non-negative integer or None, got {top[key]!r}.")
             )
             top[key] = None
+    interval = top["GIL_SWITCH_INTERVAL_MS"]
+    if interval is not None and not (is_number(interval) and 0 < interval <= 100):
+        message = f"TFBATCH['GIL_SWITCH_INTERVAL_MS'] must be a number in (0, 100] or None, got {interval!r}."
+        problems.append(Problem("E003", message))
+        top["GIL_SWITCH_INTERVAL_MS"] = interval = None
     monitoring = parse_monitoring(top, problems)
     check_serving(top, problems)
     framework = FrameworkOptions(
@@ -92,6 +99,11 @@ def parse(raw: Any) -> tuple[TFBatchConfig, list[Problem]]:
         if model is not None:
             models[model.name] = model
     config = TFBatchConfig(
-        models=models, framework=framework, gc_freeze=bool(top["GC_FREEZE"]), raw=raw, monitoring=monitoring
+        models=models,
+        framework=framework,
+        gc_freeze=bool(top["GC_FREEZE"]),
+        switch_interval=None if interval is None else interval / 1000.0,
+        raw=raw,
+        monitoring=monitoring,
     )
     return config, problems
