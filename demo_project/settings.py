@@ -97,5 +97,6 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"tfbatch_django": {"handlers": ["console"], "level": "INFO"}},
+    # propagate=False: daphne also logs through the root logger, which would print twice.
+    "loggers": {"tfbatch_django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }
