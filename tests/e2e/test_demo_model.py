@@ -14,8 +14,9 @@ from .conftest import ROOT
 
 def test_the_export_has_stable_names(demo_model: Path) -> None:
     signature = read_signatures(demo_model)["serving_default"]
-    assert signature.inputs == (TensorMeta("pixels", "float32", (None, 8, 8)),)
-    assert signature.outputs == (TensorMeta("probabilities", "float32", (None, 10)),)
+    assert signature.inputs == (TensorMeta("pixels", "float32", (None, 8, 8), "serving_default_pixels:0"),)
+    [output] = signature.outputs
+    assert (output.name, output.dtype, output.shape) == ("probabilities", "float32", (None, 10))
 
 
 def test_if_missing_keeps_an_existing_model_and_runs_despite_failing_checks(demo_model: Path) -> None:
