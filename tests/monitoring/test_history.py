@@ -85,14 +85,16 @@ def test_history_survives_a_restart_on_the_page():
     client.force_login(user)
     with override_settings(TFBATCH=GATED):
         now = timezone.now()
-        for minutes in (50, 40, 30):
+        # Far apart: the 24-hour view cuts time into 12-minute bins aligned to the epoch,
+        # so samples only minutes apart could share one, depending on the wall clock.
+        for minutes in (600, 360, 120):
             stats = BatcherStats(max_batch_size=10)
             stats.requests = 10
             data = window(stats.snapshot(queue_depth=0, in_flight_batches=0), None) | {"seconds": 60.0}
             store.save_history(p, now - timedelta(minutes=minutes), {"gated": data})
-        html = client.get(reverse("admin:tfbatch_django_dashboard_changelist")).content.decode()
+        html = client.get(reverse("admin:tfbatch_django_dashboard_changelist") + "?hours=24").content.decode()
         body = client.get(reverse("admin:tfbatch_django_dashboard_data") + "?hours=24").json()
     assert body["processes"] == []
     assert len(body["history"]["models"]["gated"]) == 3
-    assert 'class="tfb-line tfb-line-requests" d="M' not in html  # three isolated minutes: dots
+    assert 'class="tfb-line tfb-line-requests" d="M' not in html  # three isolated samples: dots
     assert html.count('class="tfb-dot tfb-line-requests"') == 3
