@@ -142,6 +142,17 @@ class BatcherStats:
         if not self.batch_sizes:
             self.batch_sizes = [0] * (self.max_batch_size + 1)
 
+    def record_accepted(self) -> None:
+        """A request passed validation and is being queued."""
+        with self.lock:
+            self.requests += 1
+
+    def record_refused(self) -> None:
+        """The request counted by ``record_accepted`` was refused: the queue was full."""
+        with self.lock:
+            self.requests -= 1
+        self.record_request("overloaded")
+
     def record_batch(
         self, rows: int, padded: int, run_seconds: float, failed_calls: int, extra_calls: int, queue_depth: int
     ) -> None:

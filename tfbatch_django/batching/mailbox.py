@@ -1,0 +1,125 @@
+"""Where callers, the executor threads and the scheduler thread meet.
+
+Everything shared sits here, behind one lock held for a few assignments at a time:
+callers post requests (refused at once past ``MAX_QUEUE_SIZE``), executors post finished
+batches, and the scheduler swaps both lists out in one go and sleeps here between rounds.
+
+While the scheduler sleeps, a caller wakes it only when its arrival could change the
+scheduler's decision: enough rows for a full batch, enough requests for "every recent
+caller is waiting", or a deadline earlier than the planned wake-up. Wake-ups travel as
+tokens on a ``SimpleQueue``, whose put/get are C: ~4 µs for the caller, not the ~15 µs of
+a ``threading.Event``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .execute import Batch
+    from .request import Request
+
+__all__ = ["Mailbox"]
+
+_INF = math.inf
+
+
+class Mailbox:
+    """The batcher's shared state; every field is read and written under ``lock``."""
+
+    def __init__(self, name: str, max_queue_size: int) -> None:
+        self.name = name
+        self.max_queue_size = max_queue_size
+        self.lock = threading.Lock()
+        self.open = False  # accepting requests (the scheduler runs)
+        self.closing = False
+        self.depth = 0  # requests accepted and not yet fully dispatched or dropped
+        self.queued_rows = 0
+        self._inbox: list[Request] = []
+        self._finished: list[Batch] = []
+        self._sleeping = False
+        self._wake_rows = _INF
+        self._wake_depth = _INF
+        self._sleep_until = _INF
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
+
+    # -- callers and executors
+
+    def post(self, request: Request) -> str | None:
+        """Queue a caller's request; returns why it was refused, or None."""
+        deadline = request.deadline
+        with self.lock:
+            if self.closing or not self.open:
+                return f"model {self.name!r} is not serving (shutting down)"
+            if self.depth >= self.max_queue_size:
+                return (
+                    f"model {self.name!r} is overloaded: {self.depth} requests queued "
+                    f"(MAX_QUEUE_SIZE={self.max_queue_size}); retry later"
+                )
+            self._inbox.append(request)
+            self.depth += 1
+            self.queued_rows += request.rows
+            wake = self._sleeping and (
+                self.queued_rows >= self._wake_rows
+                or self.depth >= self._wake_depth
+                or (deadline is not None and deadline < self._sleep_until)
+            )
+        if wake:
+            self._wake.put(None)
+        return None
+
+    def post_finished(self, batch: Batch) -> None:
+        with self.lock:
+            self._finished.append(batch)
+            wake = self._sleeping
+        if wake:
+            self._wake.put(None)
+
+    def close(self) -> None:
+        with self.lock:
+            self.closing = True
+        self._wake.put(None)
+
+    # -- the scheduler
+
+    def take(self) -> tuple[list[Request], list[Batch], bool]:
+        """New requests, finished batches, and whether the batcher is closing."""
+        with self.lock:
+            inbox, self._inbox = self._inbox, []
+            finished, self._finished = self._finished, []
+            return inbox, finished, self.closing
+
+    def empty(self) -> bool:
+        with self.lock:
+            return not self._inbox and not self._finished
+
+    def unqueue(self, requests: int, rows: int) -> None:
+        """Requests and rows that left the queue (dispatched, expired, cancelled)."""
+        with self.lock:
+            self.depth -= requests
+            self.queued_rows -= rows
+
+    def sleep(self, wake_at: float, wake_rows: float, wake_depth: float) -> None:
+        """Block until ``wake_at`` (perf_counter time) or a wake-up worth taking."""
+        with self.lock:
+            if self._inbox or self._finished:
+                return
+            self._sleeping = True
+            self._wake_rows = wake_rows
+            self._wake_depth = wake_depth
+            self._sleep_until = wake_at
+        timeout = None if wake_at == _INF else max(wake_at - time.perf_counter(), 0.0)
+        with contextlib.suppress(queue.Empty):
+            self._wake.get(timeout=timeout)
+        with self.lock:
+            self._sleeping = False
+            self._wake_rows = self._wake_depth = self._sleep_until = _INF
+        # Tokens put while we were waking up are stale: the next round sees their work.
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._wake.get_nowait()

@@ -1,0 +1,392 @@
+"""The scheduler thread: the one place where batches form and answers are decided.
+
+It takes new requests and finished batches from the ``Mailbox``, forms batches by the
+``policy``, assembles them (``assemble``) and hands them to the executor thread(s),
+answers requests whose deadline passed, and turns finished batches into per-caller
+answers: delivered with one ``call_soon_threadsafe`` per event loop per batch, or by
+releasing a waiting thread's lock.
+
+Every accepted request is answered exactly once, because only this thread decides
+answers, and it sets ``request.done`` when it does. Its state is its own: no lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import math
+import queue
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import ModelError, PredictTimeout, TFBatchError
+from .assemble import Segment, assemble
+from .config import BatchConfig
+from .execute import Batch
+from .mailbox import Mailbox
+from .policy import ArrivalTracker, PeakTracker, dispatch_delay
+from .request import BatchInfo, Prediction, Request, SyncWaiter, deliver_async
+from .spec import TensorSpec
+from .stats import BatcherStats
+
+__all__ = ["Scheduler"]
+
+logger = logging.getLogger("tfbatch_django.batching")
+
+_INF = math.inf
+
+
+class Scheduler:
+    """The scheduler thread's state and rounds (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        specs: Mapping[str, TensorSpec],
+        config: BatchConfig,
+        stats: BatcherStats,
+        mailbox: Mailbox,
+        run_queue: queue.SimpleQueue[Batch | None],
+    ) -> None:
+        self.name = name
+        self.specs = specs
+        self.config = config
+        self.stats = stats
+        self.mailbox = mailbox
+        self.executors = config.max_concurrent_batches
+        self._run_queue = run_queue
+        self._keyed = not all(s.fully_defined for s in specs.values())
+        self._seq = itertools.count()
+        self._pending: deque[Request] = deque()
+        self._pending_rows = 0
+        self._deadlines: list[tuple[float, int, Request]] = []
+        self._outstanding = 0
+        self._recent_peak = 0
+        self._peak = PeakTracker()
+        self._arrivals = ArrivalTracker()
+        self._running: list[Batch] = []
+        self._deliveries: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
+
+    @property
+    def running_batches(self) -> int:
+        return len(self._running)
+
+    def run(self) -> None:
+        """The scheduler thread's main loop; returns once closed and drained."""
+        while True:
+            try:
+                if self._step():
+                    break
+            except BaseException as exc:
+                logger.exception("model %r: internal batcher error; failing outstanding requests", self.name)
+                self._fail_everything(
+                    ModelError(f"model {self.name!r}: internal batcher error: {exc!r}", model=self.name)
+                )
+                time.sleep(0.01)  # a persistent bug must not become a busy loop
+        for _ in range(self.executors):
+            self._run_queue.put(None)
+
+    def _step(self) -> bool:
+        """One scheduling round. Returns True when closed and fully drained."""
+        inbox, finished, closing = self.mailbox.take()
+        now = time.perf_counter()
+        for request in inbox:
+            self._accept(request)
+        if inbox:
+            self._recent_peak = self._peak.update(self._outstanding, now)
+        for batch in finished:
+            self._complete(batch)
+        self._expire(now)
+        next_decision = self._dispatch(now, closing)
+        self._flush_deliveries()
+        if closing and not self._pending and not self._running:
+            # Done, unless requests slipped in just before close(): serve them first.
+            return self.mailbox.empty()
+        wake_at = next_decision
+        self._prune_deadlines()
+        if self._deadlines and self._deadlines[0][0] < wake_at:
+            wake_at = self._deadlines[0][0]
+        self._sleep(wake_at)
+        return False
+
+    def _sleep(self, wake_at: float) -> None:
+        """Sleep until ``wake_at``, or until an arrival could change the decision."""
+        running = len(self._running)
+        limit = self.config.max_concurrent_batches
+        wake_rows: float = _INF
+        wake_depth: float = _INF
+        if running < limit:
+            if not self._pending:
+                wake_rows = 1  # idle: the first arrival is dispatched (or waited on) at once
+            else:
+                wake_rows = self.config.max_batch_size
+                # Requests not queued are in running batches; once the queue holds the
+                # rest of the recent peak, every caller is here.
+                wake_depth = self._recent_peak - (self._outstanding - len(self._pending))
+        elif running == limit:
+            wake_rows = self.config.max_batch_size  # a full batch can be assembled ahead
+        self.mailbox.sleep(wake_at, wake_rows, wake_depth)
+
+    def _accept(self, request: Request) -> None:
+        if request.cancelled:
+            self._outstanding += 1
+            self._pending_rows += request.rows
+            self._finish(request, None, None, cancelled=True)
+            return
+        self._pending.append(request)
+        self._pending_rows += request.rows
+        self._outstanding += 1
+        self._arrivals.observe(request.t_submit, self.config.max_latency)
+        if request.deadline is not None:
+            heapq.heappush(self._deadlines, (request.deadline, next(self._seq), request))
+
+    def _dispatch(self, now: float, closing: bool) -> float:
+        """Send every batch the policy allows; return when to decide again."""
+        cfg = self.config
+        while self._pending:
+            head = self._pending[0]
+            if head.done or head.cancelled:
+                self._pending.popleft()
+                if not head.done:
+                    self._finish(head, None, None, cancelled=True)
+                continue
+            running = len(self._running)
+            if running >= cfg.max_concurrent_batches:
+                # Busy: only a full batch is worth assembling ahead of time (one at most).
+                if running > cfg.max_concurrent_batches or self._pending_rows < cfg.max_batch_size:
+                    return _INF
+            elif not closing:
+                delay = dispatch_delay(
+                    queued_rows=self._pending_rows,
+                    max_batch_size=cfg.max_batch_size,
+                    oldest_age=now - head.t_submit,
+                    max_latency=cfg.max_latency,
+                    outstanding=self._outstanding,
+                    recent_peak=self._recent_peak,
+                    since_last_arrival=now - (self._arrivals.last or now),
+                    arrival_gap=self._arrivals.gap,
+                )
+                if delay > 0.0:
+                    return now + delay
+            segments = self._take(now)
+            if segments:
+                self._send(segments, now)
+        return _INF
+
+    def _take(self, now: float) -> list[Segment]:
+        """Cut the next batch's segments off the front of the queue."""
+        limit = self.config.max_batch_size
+        segments: list[Segment] = []
+        rows = 0
+        key: object = None
+        skipped: list[Request] = []
+        while self._pending and rows < limit:
+            request = self._pending.popleft()
+            if request.done or request.cancelled:
+                if not request.done:
+                    self._finish(request, None, None, cancelled=True)
+                continue
+            if request.deadline is not None and request.deadline <= now:
+                self._timeout(request)
+                continue
+            if self._keyed:
+                if not segments:
+                    key = request.shape_key
+                elif request.shape_key != key:
+                    skipped.append(request)  # different row shape: a later batch
+                    continue
+            n = min(request.rows - request.taken, limit - rows)
+            segments.append(Segment(request, request.taken, request.taken + n))
+            if request.t_dispatch is None:
+                request.t_dispatch = now
+            request.taken += n
+            rows += n
+            if request.taken < request.rows:
+                self._pending.appendleft(request)  # the rest goes in the next batch
+                break
+            self._unqueue(request)
+        if skipped:
+            self._pending.extendleft(reversed(skipped))
+        self._pending_rows -= rows
+        self.mailbox.unqueue(0, rows)
+        return segments
+
+    def _send(self, segments: list[Segment], now: float) -> None:
+        try:
+            inputs, rows, padded = assemble(self.specs, segments, self.config.allowed_batch_sizes)
+        except Exception as exc:  # e.g. MemoryError: fail these requests, keep serving
+            logger.exception("model %r: could not assemble a batch", self.name)
+            for seg in segments:
+                self._finish(
+                    seg.request,
+                    None,
+                    ModelError(f"model {self.name!r}: could not assemble the batch: {exc!r}", model=self.name),
+                )
+            return
+        batch = Batch(segments, inputs, rows, padded, now)
+        self._running.append(batch)
+        self._run_queue.put(batch)
+
+    def _complete(self, batch: Batch) -> None:
+        self._running.remove(batch)
+        if batch.skipped:
+            for seg in batch.segments:
+                if not seg.request.done:
+                    self._finish(seg.request, None, None, cancelled=True)
+            return
+        self.stats.record_batch(
+            batch.rows, batch.padded, batch.run_s, batch.failed_calls, batch.calls - 1, self.mailbox.depth
+        )
+        now = time.perf_counter()
+        # Everyone in this batch is still waiting on us: they count towards the recent
+        # peak, so their next requests wait for each other instead of trickling out.
+        self._recent_peak = self._peak.update(self._outstanding, now)
+        run_ms = round(batch.run_s * 1e3, 3)
+        timings: list[tuple[float, float]] = []
+        for outcome in batch.outcomes:
+            outputs = outcome.outputs
+            for seg in outcome.segments:
+                request = seg.request
+                if request.done:
+                    continue
+                if request.cancelled:
+                    self._finish(request, None, None, cancelled=True)
+                    continue
+                if outputs is None:
+                    err = outcome.error
+                    error = ModelError(
+                        f"model {self.name!r} failed on this request: {type(err).__name__}: {err}", model=self.name
+                    )
+                    error.__cause__ = err
+                    self._finish(request, None, error)
+                    continue
+                start, stop = seg.offset, seg.offset + seg.rows
+                part = {k: v[start:stop] for k, v in outputs.items()}
+                queue_s = batch.t_dispatch - request.t_submit
+                if seg.rows == request.rows:  # the common case: the whole request in one batch
+                    info = BatchInfo(batch.rows, batch.padded, round(queue_s * 1e3, 3), run_ms, 1)
+                else:
+                    merged = self._merge_part(request, part, seg.rows, batch, queue_s)
+                    if merged is None:
+                        continue
+                    part, info = merged
+                    queue_s = request.queue_s
+                self._answer(request, Prediction(part, info), None)
+                timings.append((queue_s, now - request.t_submit))
+        if timings:
+            self.stats.record_completions(timings)
+
+    def _merge_part(
+        self, request: Request, part: dict[str, np.ndarray], rows: int, batch: Batch, queue_s: float
+    ) -> tuple[dict[str, np.ndarray], BatchInfo] | None:
+        """Collect one segment of a split request; the whole outputs once all are in."""
+        request.batches += 1
+        request.batch_size = max(request.batch_size, batch.rows)
+        request.padded_size = max(request.padded_size, batch.padded)
+        request.queue_s = max(request.queue_s, queue_s)
+        request.run_s += batch.run_s
+        if request.parts is None:
+            request.parts = []
+        request.parts.append(part)
+        request.received += rows
+        if request.received < request.rows:
+            return None
+        parts, request.parts = request.parts, None
+        outputs = {k: np.concatenate([p[k] for p in parts]) for k in part}
+        info = BatchInfo(
+            request.batch_size,
+            request.padded_size,
+            round(request.queue_s * 1e3, 3),
+            round(request.run_s * 1e3, 3),
+            request.batches,
+        )
+        return outputs, info
+
+    def _expire(self, now: float) -> None:
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            request = heapq.heappop(heap)[2]
+            if not request.done:
+                self._timeout(request)
+
+    def _prune_deadlines(self) -> None:
+        """Drop answered requests from the deadline heap so they cause no wake-ups."""
+        heap = self._deadlines
+        while heap and heap[0][2].done:
+            heapq.heappop(heap)
+        if len(heap) > 2 * self._outstanding + 64:
+            self._deadlines = [entry for entry in heap if not entry[2].done]
+            heapq.heapify(self._deadlines)
+
+    def _timeout(self, request: Request) -> None:
+        assert request.deadline is not None
+        where = "in the queue" if request.taken == 0 else "while its batch ran"
+        self._finish(
+            request,
+            None,
+            PredictTimeout(
+                f"model {self.name!r}: deadline of {(request.deadline - request.t_submit) * 1e3:.0f} ms passed {where}",
+                model=self.name,
+            ),
+        )
+
+    def _unqueue(self, request: Request) -> None:
+        if request.queued:
+            request.queued = False
+            self.mailbox.unqueue(1, 0)
+
+    def _finish(
+        self, request: Request, value: Prediction | None, error: BaseException | None, *, cancelled: bool = False
+    ) -> None:
+        """Answer ``request`` with an error (or drop it, cancelled) and count the outcome."""
+        if request.done:
+            return
+        if cancelled:
+            self._answer(request, None, None, deliver=False)  # nobody is waiting for an answer
+            self.stats.record_request("cancelled")
+            return
+        self._answer(request, value, error)
+        self.stats.record_request("timeout" if isinstance(error, PredictTimeout) else "error")
+
+    def _answer(
+        self, request: Request, value: Prediction | None, error: BaseException | None, *, deliver: bool = True
+    ) -> None:
+        """Mark ``request`` answered (exactly once) and hand the answer to its caller."""
+        request.done = True
+        self._outstanding -= 1
+        if request.queued:
+            remaining = request.rows - request.taken
+            self._pending_rows -= remaining
+            request.queued = False
+            self.mailbox.unqueue(1, remaining)
+        if not deliver:
+            return
+        waiter = request.waiter
+        if isinstance(waiter, SyncWaiter):
+            waiter.resolve(value, error)
+        else:
+            self._deliveries.setdefault(waiter.loop, []).append((waiter.future, value, error))
+
+    def _flush_deliveries(self) -> None:
+        if not self._deliveries:
+            return
+        deliveries, self._deliveries = self._deliveries, {}
+        for loop, items in deliveries.items():
+            # A closed loop (its caller is gone) raises RuntimeError: nobody is left to answer.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(deliver_async, items)
+
+    def _fail_everything(self, error: TFBatchError) -> None:
+        requests = list(self._pending) + [s.request for b in self._running for s in b.segments]
+        for request in requests:
+            if not request.done:
+                self._finish(request, None, type(error)(error.message, model=self.name))
+        self._pending.clear()
+        self._flush_deliveries()
