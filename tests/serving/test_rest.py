@@ -28,7 +28,13 @@ MODELS = {
 }
 SETTINGS = {"MODELS": MODELS, "PERMISSION": "any"}
 
-pytestmark = [pytest.mark.urls("tests.serving.urls"), pytest.mark.parametrize("door", DOORS)]
+# django_db: the fast door runs behind the demo's AuthMiddlewareStack, whose user lookup
+# may touch the database (whatever earlier tests left open in Django's executor thread).
+pytestmark = [
+    pytest.mark.urls("tests.serving.urls"),
+    pytest.mark.parametrize("door", DOORS),
+    pytest.mark.django_db(transaction=True),
+]
 
 
 @pytest.fixture(scope="module", autouse=True)

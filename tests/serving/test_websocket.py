@@ -26,6 +26,10 @@ MODELS = {
 SETTINGS = {"MODELS": MODELS, "PERMISSION": "any"}
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
 
+# The demo's AuthMiddlewareStack looks the user up in Django's executor thread, which may
+# touch the database (whatever earlier tests left open there): allow it everywhere here.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 
 @pytest.fixture(autouse=True)
 def serving_settings():
@@ -186,7 +190,6 @@ async def test_origin_check_refuses_other_sites():
     assert not connected
 
 
-@pytest.mark.django_db(transaction=True)
 async def test_forbidden_until_logged_in_under_the_library_default():
     with override_settings(TFBATCH={"MODELS": MODELS}):
         anonymous = await connect()

@@ -7,10 +7,17 @@ Routed in the project's ``ProtocolTypeRouter`` ahead of Django, this consumer an
 the same URLs with the same JSON and the same permission setting (``scope["user"]``,
 from ``AuthMiddlewareStack``), through the same ``rest`` module, at a fraction of the
 cost. It refuses an oversized body as soon as its length is known, before buffering it.
+
+A client that disconnects before its answer cancels its request, like the WebSocket
+consumer's: the request is served as a task of its own, so the ``http.disconnect`` that
+daphne sends can arrive (Channels otherwise handles one message at a time) and cancel it,
+and the batcher drops the request's rows if its batch has not started.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from channels.exceptions import StopConsumer
@@ -29,6 +36,7 @@ class RestConsumer(LeanDispatch, AsyncHttpConsumer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._size = 0
         self._limit = 0
+        self._task: asyncio.Task[None] | None = None
 
     async def http_request(self, message: dict[str, Any]) -> None:
         if not self._limit:
@@ -42,8 +50,16 @@ class RestConsumer(LeanDispatch, AsyncHttpConsumer):  # type: ignore[misc]
             await self._too_large(self._size)
         self.body.append(chunk)
         if not message.get("more_body"):
-            await self.handle(b"".join(self.body))
-            raise StopConsumer()
+            # daphne sends http.disconnect once the answer is out, or when the client goes.
+            self._task = asyncio.ensure_future(self.handle(b"".join(self.body)))
+
+    async def http_disconnect(self, message: dict[str, Any]) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()  # the client is gone: its queued rows are not computed
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        raise StopConsumer()
 
     async def _too_large(self, size: int) -> None:
         await self._respond(rest.error_response(too_large(size, self._limit)))
