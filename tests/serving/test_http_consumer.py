@@ -1,19 +1,14 @@
-"""What the fast door adds to the shared REST protocol: refusing big bodies as they arrive,
-and cancelling the request of a client that disconnects."""
+"""What the fast door adds to the shared REST protocol: refusing big bodies as they arrive."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from channels.routing import URLRouter
 from channels.testing import ApplicationCommunicator
 from django.test import override_settings
 
 from demo_project.asgi import application
-from tests.serving.fakes import until
-from tfbatch_django import get_stats
-from tfbatch_django.routing import http_urlpatterns
 
 SETTINGS = {"MODELS": {"double": {"RUNNER": "tests.fakes.double_runner"}}, "PERMISSION": "any"}
 
@@ -65,27 +60,3 @@ async def test_a_body_in_several_chunks_is_joined():
         await communicator.send_input({"type": "http.request", "body": b"2, 3]]}", "more_body": False})
         status, _, body = await response_of(communicator)
     assert (status, body) == (200, {"predictions": [[2.0, 4.0, 6.0]]})
-
-
-async def test_a_client_that_disconnects_cancels_its_queued_request(gate):
-    settings = {"MODELS": {"gated": {"RUNNER": "tests.serving.fakes.gated_runner", "WARMUP": False}}}
-    with override_settings(TFBATCH={**settings, "PERMISSION": "any"}):
-        path = "/fast/v1/models/gated:predict"
-        http_scope = {**scope(), "path": path, "raw_path": path.encode()}
-        # The fast door alone: no AuthMiddlewareStack, so no database in this test.
-        fast_door = URLRouter(http_urlpatterns("fast/"))
-        first = ApplicationCommunicator(fast_door, http_scope)
-        gate.hold()
-        await first.send_input({"type": "http.request", "body": b'{"instances": [[1, 1]]}'})
-        await until(gate.entered.is_set, "the first request runs")
-        gone = ApplicationCommunicator(fast_door, http_scope)
-        await gone.send_input({"type": "http.request", "body": b'{"instances": [[7, 7]]}'})
-        await until(lambda: get_stats("gated")["gated"]["queue_depth"] == 1, "the second request queues")
-        await gone.send_input({"type": "http.disconnect"})
-        # It stops by itself (the test harness would otherwise cancel it on wait()).
-        await until(gone.future.done, "the consumer stops on disconnect")
-        gate.release()
-        status, _, body = await response_of(first)
-        assert (status, body) == (200, {"predictions": [{"y": [2.0, 2.0], "sum": 2.0}]})
-        await until(lambda: get_stats("gated")["gated"]["cancelled"] == 1, "the batcher drops the rows")
-    assert [row.tolist() for batch in gate.batches for row in batch] == [[1.0, 1.0]]  # 7s never computed
