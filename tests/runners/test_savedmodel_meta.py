@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.tf_models import TFSERVING
-from tfbatch_django.runners.savedmodel_meta import TensorMeta, read_signatures, resolve_savedmodel_dir
+from tfbatch_django.runners.savedmodel_meta import TensorMeta, is_tf1_export, read_signatures, resolve_savedmodel_dir
 
 
 def test_tf1_export_signatures():
@@ -48,3 +48,9 @@ def test_does_not_import_tensorflow():
         "assert 'tensorflow' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_tf1_exports_are_told_apart(classifier):
+    assert is_tf1_export(TFSERVING / "saved_model_half_plus_two_cpu")
+    assert not is_tf1_export(TFSERVING / "saved_model_half_plus_two_tf2_cpu")
+    assert not is_tf1_export(classifier.savedmodel_path)

@@ -12,7 +12,7 @@ from tests.tf_models import TFSERVING
 from tfbatch_django.batching import BatchConfig, Batcher
 from tfbatch_django.exceptions import ModelLoadError
 from tfbatch_django.runners import RunnerConfig, load_runner
-from tfbatch_django.runners.tensorflow import SavedModelRunner
+from tfbatch_django.runners.tensorflow import TF1_NOTE, SavedModelRunner
 
 HALF_PLUS_TWO = TFSERVING / "saved_model_half_plus_two_cpu"
 HALF_PLUS_TWO_TF2 = TFSERVING / "saved_model_half_plus_two_tf2_cpu"
@@ -65,7 +65,8 @@ def test_multi_input_multi_output_export(two_headed):
 def test_tf1_half_plus_two_answers_like_tf_serving():
     runner = SavedModelRunner(HALF_PLUS_TWO)
     assert runner.version == 123  # TF Serving's numbered version directory
-    assert runner.describe()["notes"] == ["TF1 export with reference variables (loaded read-only; fine for serving)"]
+    assert runner.describe()["notes"] == [TF1_NOTE]  # the same on every load in the process
+    assert SavedModelRunner(HALF_PLUS_TWO).describe()["notes"] == [TF1_NOTE]
     batcher = serve(runner)
     try:
         assert batcher.predict_sync([[1.0], [2.0], [5.0]]).outputs == {

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SignatureMeta", "TensorMeta", "read_signatures", "resolve_savedmodel_dir"]
+__all__ = ["SignatureMeta", "TensorMeta", "is_tf1_export", "read_signatures", "resolve_savedmodel_dir"]
 
 # tensorflow/core/framework/types.proto DataType -> numpy dtype name.
 _DTYPES = {
@@ -71,6 +71,17 @@ def resolve_savedmodel_dir(path: str | Path) -> tuple[Path, int | None]:
     raise FileNotFoundError(
         f"{base} is not a SavedModel: no saved_model.pb in it, nor in a numbered version directory under it"
     )
+
+
+def is_tf1_export(path: str | Path) -> bool:
+    """True for a graph-only (TF1) export: its meta graph has no object graph, so TensorFlow
+    loads it with its v1 compatibility loader (signatures over a graph, reference variables)."""
+    directory, _ = resolve_savedmodel_dir(path)
+    data = memoryview((directory / "saved_model.pb").read_bytes())
+    for field, value in _fields(data):
+        if field == 2 and isinstance(value, memoryview):  # SavedModel.meta_graphs
+            return not any(f == 7 for f, _ in _fields(value))  # MetaGraphDef.object_graph_def
+    return False
 
 
 def read_signatures(path: str | Path) -> dict[str, SignatureMeta]:

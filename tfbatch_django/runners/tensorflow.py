@@ -28,10 +28,12 @@ from ..batching.runner import Runner
 from ..batching.spec import TensorSpec
 from ..exceptions import ModelLoadError
 from .config import FrameworkOptions, generated_names_note
-from .savedmodel_meta import resolve_savedmodel_dir
+from .savedmodel_meta import is_tf1_export, resolve_savedmodel_dir
 from .tf_setup import import_tensorflow, resolve_device
 
-__all__ = ["SavedModelRunner", "tf_dtype_to_numpy"]
+__all__ = ["TF1_NOTE", "SavedModelRunner", "tf_dtype_to_numpy"]
+
+TF1_NOTE = "TF1 export: loaded with TensorFlow's v1 compatibility loader (graph signatures, read-only variables)"
 
 logger = logging.getLogger("tfbatch_django.runners")
 
@@ -47,16 +49,15 @@ def tf_dtype_to_numpy(dtype: Any) -> np.dtype[Any]:
 def _captured_warnings(tf: Any, notes: list[str]) -> Iterator[None]:
     """Turn TensorFlow's load-time warnings into notes (once each) instead of log spam.
 
-    TF1 exports with reference variables, for one, log a warning per variable per
-    load; they are facts about the model, shown in ``describe()`` and the admin page.
+    They are facts about the model, shown in ``describe()`` and on the admin page. TF1
+    exports log one warning per reference variable, the first time only: those are left
+    out, the runner notes TF1 exports itself (``is_tf1_export``).
     """
 
     class _Collect(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
             message = record.getMessage()
-            if "reference variable" in message:
-                message = "TF1 export with reference variables (loaded read-only; fine for serving)"
-            if message not in notes:
+            if "reference variable" not in message and message not in notes:
                 notes.append(message)
             return False
 
@@ -98,6 +99,8 @@ class SavedModelRunner(Runner):
         self.path = directory
         self.device = resolve_device(tf, device)
         self.notes: list[str] = []
+        if is_tf1_export(directory):
+            self.notes.append(TF1_NOTE)
         try:
             with tf.device(self.device), _captured_warnings(tf, self.notes):
                 self._loaded = tf.saved_model.load(str(directory))
