@@ -7,29 +7,12 @@ page must say so. The screenshot is saved under the test's temporary folder.
 
 from __future__ import annotations
 
-import shutil
-
 from playwright.sync_api import expect, sync_playwright
+
+from tests.browser import launch
 
 from .servers import DASHBOARD, PASSWORD, USERNAME, daphne_servers
 from .workloads import wait_for
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "Chromium is missing: run `make browser` (apt-get install chromium)"
-    return path
 
 
 def test_staff_sees_live_figures_change_after_a_burst(tmp_path):
@@ -42,7 +25,7 @@ def test_staff_sees_live_figures_change_after_a_burst(tmp_path):
         wait_for(settled, 120, "TensorFlow models to load (and one to fail)", interval=0.5)
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+            browser = launch(playwright)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(server.url(DASHBOARD))
