@@ -52,14 +52,12 @@ class ModelHandle:
         self.loaded_at: float | None = None
         self.stats = BatcherStats(config.batching.max_batch_size, name=self.name, listeners=listeners or [])
         self._future: concurrent.futures.Future[Batcher] | None = None
+        self._closed = False
         self._lock = threading.Lock()
         problems = [p for p in get_problems() if p.model == self.name]
         if problems:  # a missing PATH, an unknown signature...: fail now, with the check's words
-            self._fail(
-                ModelLoadError(
-                    f"model {self.name!r} cannot load: " + " ".join(p.msg for p in problems), model=self.name
-                )
-            )
+            self.status = FAILED
+            self.error = f"model {self.name!r} cannot load: " + " ".join(p.msg for p in problems)
 
     def start_loading(self) -> concurrent.futures.Future[Batcher]:
         """Begin loading on a background thread (once); the future yields the batcher."""
@@ -120,7 +118,7 @@ class ModelHandle:
                 if error.message.startswith(f"model {self.name!r}")
                 else f"model {self.name!r}: {error.message}"
             )
-            self._fail(ModelLoadError(message, model=self.name))
+            self.status, self.error = FAILED, message
             logger.error("tfbatch: %s", message, exc_info=not isinstance(exc, ModelLoadError))
             self._future.set_exception(ModelLoadError(message, model=self.name))
             return
@@ -132,16 +130,19 @@ class ModelHandle:
             # loader's garbage is freed rather than frozen.
             gc.collect()
             gc.freeze()
-        self.load_seconds = round(time.perf_counter() - t0, 3)
-        self.loaded_at = time.time()
-        self.batcher = batcher
-        self.status = READY
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self.load_seconds = round(time.perf_counter() - t0, 3)
+                self.loaded_at = time.time()
+                self.batcher = batcher
+                self.status = READY
+        if closed:  # the settings changed while this model loaded: nobody will use it
+            batcher.close()
+            self._future.set_exception(ModelLoadError(f"model {self.name!r}: settings changed", model=self.name))
+            return
         logger.info("tfbatch: model %r ready in %.2fs", self.name, self.load_seconds)
         self._future.set_result(batcher)
-
-    def _fail(self, error: ModelLoadError) -> None:
-        self.status = FAILED
-        self.error = error.message
 
     def snapshot(self) -> dict[str, Any]:
         """Status, model facts, settings in force and counters: one plain dict."""
@@ -164,8 +165,11 @@ class ModelHandle:
         }
 
     def close(self, timeout: float = 10.0) -> None:
-        if self.batcher is not None:
-            self.batcher.close(timeout)
+        with self._lock:
+            self._closed = True
+            batcher = self.batcher
+        if batcher is not None:
+            batcher.close(timeout)
 
 
 def _runner_info(runner: Any) -> dict[str, Any]:
