@@ -187,6 +187,7 @@ class Scheduler:
         rows = 0
         key: object = None
         skipped: list[Request] = []
+        dispatched = 0  # requests whose last rows are in this batch
         while self._pending and rows < limit:
             request = self._pending.popleft()
             if request.done or request.cancelled:
@@ -211,11 +212,12 @@ class Scheduler:
             if request.taken < request.rows:
                 self._pending.appendleft(request)  # the rest goes in the next batch
                 break
-            self._unqueue(request)
+            request.queued = False
+            dispatched += 1
         if skipped:
             self._pending.extendleft(reversed(skipped))
         self._pending_rows -= rows
-        self.mailbox.unqueue(0, rows)
+        self.mailbox.unqueue(dispatched, rows)  # one lock round for the whole batch
         return segments
 
     def _send(self, segments: list[Segment], now: float) -> None:
@@ -336,11 +338,6 @@ class Scheduler:
                 model=self.name,
             ),
         )
-
-    def _unqueue(self, request: Request) -> None:
-        if request.queued:
-            request.queued = False
-            self.mailbox.unqueue(1, 0)
 
     def _finish(
         self, request: Request, value: Prediction | None, error: BaseException | None, *, cancelled: bool = False
