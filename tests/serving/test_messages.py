@@ -153,6 +153,15 @@ def test_binary_request_with_one_unnamed_input():
             "the frame has 1 bytes after the tensors",
         ),
         (frame({"id": 1, "inputs": {"dtype": "uint8", "shape": [1]}}, b"1"), "'model' is missing"),
+        # Zero bytes, yet no tensor can have these shapes (numpy would raise a bare ValueError).
+        (
+            frame({"id": 1, "model": "m", "inputs": {"dtype": "uint8", "shape": [0] * 70}}),
+            "is beyond what a tensor can have (at most 32 dimensions",
+        ),
+        (
+            frame({"id": 1, "model": "m", "inputs": {"dtype": "uint8", "shape": [0, 2**62, 2**62]}}),
+            "is beyond what a tensor can have",
+        ),
     ],
 )
 def test_bad_binary_frames_say_what_is_wrong(data, message):

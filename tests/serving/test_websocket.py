@@ -122,6 +122,16 @@ async def test_binary_junk_gets_an_error_frame():
     await ws.disconnect()
 
 
+async def test_a_binary_frame_with_an_impossible_shape_costs_one_frame_not_the_socket():
+    ws = await connect()
+    header = json.dumps({"id": "deep", "model": "double", "inputs": {"dtype": "float32", "shape": [0] * 70}}).encode()
+    await ws.send_to(bytes_data=struct.pack(">I", len(header)) + header)
+    reply = json.loads(await ws.receive_from(timeout=5))
+    assert (reply["id"], reply["error"]["code"]) == ("deep", "bad_request")
+    await assert_still_usable(ws)
+    await ws.disconnect()
+
+
 async def test_timeout(gate):
     gate.hold()
     ws = await connect()

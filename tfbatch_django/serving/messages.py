@@ -193,6 +193,13 @@ def _tensor(data: bytes, offset: int, name: str, spec: Any, message_id: MessageI
         )
     if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
         raise FrameError("bad_request", f"{where}: 'shape' must be a list of non-negative integers", message_id)
+    if len(shape) > _MAX_RANK or any(d > _MAX_DIM for d in shape):
+        raise FrameError(
+            "bad_request",
+            f"{where}: shape {shape} is beyond what a tensor can have (at most {_MAX_RANK} dimensions "
+            f"of at most {_MAX_DIM} each)",
+            message_id,
+        )
     numpy_dtype = np.dtype(dtype).newbyteorder("<")
     count = math.prod(shape)
     size = count * numpy_dtype.itemsize
@@ -206,19 +213,22 @@ def _tensor(data: bytes, offset: int, name: str, spec: Any, message_id: MessageI
     return array, offset + size
 
 
+#: numpy's own limits: beyond them ``reshape`` raises a plain ValueError.
+_MAX_RANK = 32
+_MAX_DIM = 2**31 - 1
+
+
 def _is_id(value: Any) -> bool:
     return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
-def answer(message_id: MessageId, prediction: Prediction) -> str:
+def _batch(prediction: Prediction) -> dict[str, Any]:
     batch = prediction.batch
-    return codec.dumps(
-        {
-            "id": message_id,
-            "outputs": prediction.value(),
-            "batch": {"size": batch.size, "queue_ms": round(batch.queue_ms, 3), "run_ms": round(batch.run_ms, 3)},
-        }
-    ).decode()
+    return {"size": batch.size, "queue_ms": round(batch.queue_ms, 3), "run_ms": round(batch.run_ms, 3)}
+
+
+def answer(message_id: MessageId, prediction: Prediction) -> str:
+    return codec.dumps({"id": message_id, "outputs": prediction.value(), "batch": _batch(prediction)}).decode()
 
 
 def answer_binary(message_id: MessageId, prediction: Prediction) -> bytes | str:
@@ -226,11 +236,10 @@ def answer_binary(message_id: MessageId, prediction: Prediction) -> bytes | str:
     outputs = prediction.outputs
     if any(array.dtype.kind not in "biuf" for array in outputs.values()):
         return answer(message_id, prediction)
-    batch = prediction.batch
     header = codec.dumps(
         {
             "id": message_id,
-            "batch": {"size": batch.size, "queue_ms": round(batch.queue_ms, 3), "run_ms": round(batch.run_ms, 3)},
+            "batch": _batch(prediction),
             "outputs": {name: {"dtype": a.dtype.name, "shape": list(a.shape)} for name, a in outputs.items()},
         }
     )

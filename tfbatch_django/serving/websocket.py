@@ -43,6 +43,9 @@ class PredictConsumer(LeanDispatch, AsyncWebsocketConsumer):  # type: ignore[mis
         except FrameError as exc:
             await self.send(failure(exc.message_id, exc))
             return
+        except Exception as exc:  # noqa: BLE001 - a parser bug must cost one frame, not the socket
+            await self.send(failure(None, exc))
+            return
         if len(self._tasks) >= options.max_in_flight_per_socket:
             full = ServingError(
                 "overloaded",
