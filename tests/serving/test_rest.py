@@ -256,3 +256,19 @@ async def test_timeout_is_504(door, gate):
         gate.release()
     assert reply.status == 504
     assert "gated_timeout" in reply.json()["error"]
+
+
+async def test_a_new_version_copied_in_is_not_announced_before_it_serves(door, tmp_path):
+    import shutil
+
+    shutil.copytree(TFSERVING / "saved_model_half_plus_two_cpu" / "00000123", tmp_path / "1")
+    body = {"instances": [[1.0]]}
+    with override_settings(TFBATCH={"MODELS": {"rolling": {"PATH": tmp_path}}, "PERMISSION": "any"}):
+        assert (await call(door, "POST", "v1/models/rolling/versions/1:predict", body)).status == 200
+        shutil.copytree(TFSERVING / "saved_model_half_plus_two_cpu" / "00000123", tmp_path / "2")  # a rollout
+        status = (await call(door, "GET", "v1/models/rolling")).json()["model_version_status"][0]
+        assert (status["version"], status["state"]) == ("1", "AVAILABLE")  # version 1 still answers
+        assert (await call(door, "POST", "v1/models/rolling/versions/1:predict", body)).status == 200
+        assert (await call(door, "POST", "v1/models/rolling/versions/2:predict", body)).status == 404
+        metadata = (await call(door, "GET", "v1/models/rolling/metadata")).json()
+        assert metadata["model_spec"]["version"] == "1"

@@ -17,16 +17,18 @@ sync Django view under WSGI, which blocks on each step with ``predict_sync``).
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from ..api import model_info, predict_detailed, predict_detailed_sync, warmup
+from ..api import predict_detailed, predict_detailed_sync, warmup
 from ..batching import Prediction
 from ..conf import ModelConfig, get_config
-from ..exceptions import ModelNotFound
-from ..runners.savedmodel_meta import read_signatures, resolve_savedmodel_dir
+from ..exceptions import ModelLoadError, ModelNotFound
+from ..registry import READY, ModelHandle, registry
+from ..runners.savedmodel_meta import SignatureMeta, read_signatures, resolve_savedmodel_dir
 from . import codec
 from .errors import HTTP_STATUS, ServingError, describe_error, too_large
 from .options import ServingOptions, serving_options
@@ -130,7 +132,10 @@ class _Load:
         return warmup([self.model])
 
     async def run_async(self) -> dict[str, str]:
-        return await asyncio.to_thread(warmup, [self.model])
+        handle = registry.get(self.model)
+        with contextlib.suppress(ModelLoadError):  # the handle's status and error say why
+            await handle.aload()
+        return {self.model: handle.status}
 
 
 _Step = _Allowed | _Predict | _Load
@@ -201,13 +206,20 @@ def _endpoint(route: Route, method: str) -> bool:
 def _model_config(name: str) -> ModelConfig:
     config = get_config().models.get(name)
     if config is None:
-        model_info(name)  # raises ModelNotFound with the list of configured models
+        registry.get(name)  # raises ModelNotFound with the list of configured models
         raise ModelNotFound(f"no model named {name!r}", model=name)
     return config
 
 
 def _version(config: ModelConfig) -> int:
-    """The served version: a TF Serving version directory's number, else 0."""
+    """The served version: a TF Serving version directory's number, else 0.
+
+    Once the model is loaded, the version it loaded: a newer directory copied in
+    meanwhile is not what answers requests.
+    """
+    loaded = registry.get(config.name).runner_info
+    if "version" in loaded:
+        return int(loaded["version"] or 0)
     path = config.runner.path
     if path is None or config.runner.format != "savedmodel":
         return 0
@@ -216,6 +228,12 @@ def _version(config: ModelConfig) -> int:
     except FileNotFoundError:
         return 0
     return 0 if version is None else version
+
+
+@lru_cache(maxsize=64)
+def _signatures(directory: str) -> dict[str, SignatureMeta]:
+    """A SavedModel's signatures; version directories never change, so read each once."""
+    return read_signatures(directory)
 
 
 def _check_version(config: ModelConfig, version: int) -> None:
@@ -318,10 +336,10 @@ _STATES = {"not_loaded": "START", "loading": "LOADING", "warming": "LOADING", "r
 
 
 def _status(config: ModelConfig) -> Response:
-    info = model_info(config.name)
-    failed = info["status"] == "failed"
-    status = {"error_code": "UNKNOWN" if failed else "OK", "error_message": (info["error"] or "") if failed else ""}
-    entry = {"version": str(_version(config)), "state": _STATES.get(info["status"], "UNKNOWN"), "status": status}
+    handle = registry.get(config.name)
+    failed = handle.status == "failed"
+    status = {"error_code": "UNKNOWN" if failed else "OK", "error_message": (handle.error or "") if failed else ""}
+    entry = {"version": str(_version(config)), "state": _STATES.get(handle.status, "UNKNOWN"), "status": status}
     return json_response(200, {"model_version_status": [entry]})
 
 
@@ -329,8 +347,10 @@ def _metadata(config: ModelConfig) -> Generator[_Step, Any, Response]:
     signature = config.runner.signature
     if config.runner.format == "savedmodel":
         assert config.runner.path is not None
+        loaded = registry.get(config.name).runner_info.get("path")  # the version being served
         try:
-            meta = read_signatures(config.runner.path)[signature]
+            directory = loaded or str(resolve_savedmodel_dir(config.runner.path)[0])
+            meta = _signatures(directory)[signature]
         except (OSError, ValueError, KeyError) as exc:  # the checks (E002, E005) said so already
             raise ServingError(
                 "model_error", f"model {config.name!r}: its SavedModel signature {signature!r} cannot be read ({exc})"
@@ -339,14 +359,14 @@ def _metadata(config: ModelConfig) -> Generator[_Step, Any, Response]:
         outputs = [(t.name, t.dtype, t.shape, t.tensor_name) for t in meta.outputs]
         method = meta.method_name or _PREDICT_METHOD
     else:  # Keras files and custom runners describe themselves once loaded
-        info = model_info(config.name)
-        if not info["ready"]:
+        handle: ModelHandle = registry.get(config.name)
+        if handle.status != READY:
             yield _Load(config.name)
-            info = model_info(config.name)
-        if not info["ready"]:
-            raise ServingError("model_error", info["error"] or f"model {config.name!r} is not loaded")
-        inputs = [(t["name"], t["dtype"], _shape(t["shape"]), "") for t in info["runner"]["inputs"]]
-        outputs = [(t["name"], t["dtype"], _shape(t["shape"]), "") for t in info["runner"]["outputs"]]
+        if handle.status != READY:
+            raise ServingError("model_error", handle.error or f"model {config.name!r} is not loaded")
+        info = handle.runner_info
+        inputs = [(t["name"], t["dtype"], _shape(t["shape"]), "") for t in info["inputs"]]
+        outputs = [(t["name"], t["dtype"], _shape(t["shape"]), "") for t in info["outputs"]]
         method = _PREDICT_METHOD
     signature_def = {
         "inputs": {name: _tensor_info(dtype, shape, tensor) for name, dtype, shape, tensor in inputs},
