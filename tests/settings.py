@@ -45,6 +45,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 TFBATCH = {
+    # Importing the demo's asgi.py (the serving tests do) must not start a publisher
+    # thread writing into the test database; monitoring tests turn publishing on themselves.
+    "STATS_PUBLISH_INTERVAL": None,
     "MODELS": {
         "double": {"RUNNER": "tests.fakes.double_runner", "MAX_BATCH_SIZE": 8, "MAX_LATENCY_MS": 2},
     },

@@ -188,3 +188,33 @@ def test_gil_switch_interval_is_applied_when_a_model_loads():
             assert sys.getswitchinterval() == pytest.approx(0.001)
     finally:
         sys.setswitchinterval(before)
+
+
+def test_settings_in_stats_are_json_and_keep_runner_options_private():
+    import json
+
+    secret = {"MODELS": {"m": {"RUNNER": "tests.fakes.slow_runner", "OPTIONS": {"delay_ms": object()}}}}
+    with override_settings(TFBATCH=secret):
+        settings = get_stats()["m"]["settings"]
+    json.dumps(settings)
+    assert settings["OPTIONS"] == ["delay_ms"]  # the key, never the value
+
+
+def test_a_listener_added_after_the_models_were_configured_gets_their_events():
+    events = []
+
+    class Listener:
+        def on_request(self, model, outcome, queue_wait, latency):
+            events.append((model, outcome))
+
+        def on_batch(self, model, rows, padded, run_time, queue_depth):
+            pass
+
+    registry.handles()  # the handles exist before the listener does (e.g. Prometheus switched on later)
+    listener = Listener()
+    registry.add_listener(listener)
+    try:
+        predict_sync("double", [[1, 1, 1]])
+    finally:
+        registry.remove_listener(listener)
+    assert events == [("double", "ok")]

@@ -50,7 +50,9 @@ class ModelHandle:
         self.runner_info: dict[str, Any] = {}
         self.load_seconds: float | None = None
         self.loaded_at: float | None = None
-        self.stats = BatcherStats(config.batching.max_batch_size, name=self.name, listeners=listeners or [])
+        self.stats = BatcherStats(
+            config.batching.max_batch_size, name=self.name, listeners=listeners if listeners is not None else []
+        )
         self._future: concurrent.futures.Future[Batcher] | None = None
         self._closed = False
         self._lock = threading.Lock()

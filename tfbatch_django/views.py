@@ -55,7 +55,12 @@ def _body_or_refusal(request: HttpRequest) -> bytes | rest.Response:
 
 
 def _body(request: HttpRequest) -> bytes:
-    """The body, refused from its declared length before Django reads it into memory."""
+    """The body, refused from its declared length before ``request.body`` reads it.
+
+    Under WSGI that spares reading it at all; under ASGI Django has already spooled the
+    body (to disk past ``FILE_UPLOAD_MAX_MEMORY_SIZE``) before any view runs, so the
+    refusal only spares loading it into memory. The fast door refuses it as it arrives.
+    """
     limit = serving_options().max_request_bytes
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)

@@ -16,6 +16,12 @@ def test_float32_outputs_are_written_in_their_shortest_float32_form():
     assert codec.dumps({"predictions": out}) == b'{"predictions":[[0.1,2.5]]}'
 
 
+def test_a_strided_float32_output_is_written_in_float32_form_too():
+    strided = np.array([[0.1, 9.0, 2.5]], dtype=np.float32)[:, ::2]  # a slice of a batch output
+    assert not strided.flags.c_contiguous
+    assert codec.dumps({"predictions": strided}) == b'{"predictions":[[0.1,2.5]]}'
+
+
 def test_numpy_scalars_ints_and_bools():
     value = {"a": np.float32(1.5), "b": np.int64(3), "c": np.array([True, False])}
     assert codec.dumps(value) == b'{"a":1.5,"b":3,"c":[true,false]}'

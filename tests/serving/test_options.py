@@ -85,12 +85,14 @@ def staff(active=True):
         ("tests.serving.fakes.only_double", None, True),
     ],
 )
+@pytest.mark.django_db(transaction=True)  # a callable runs as Django runs requests: connections tidied
 async def test_shortcuts_and_callables(setting, user, allowed):
     permission = Permission(setting)
     assert await permission.check(user, "double") is allowed
     assert permission.check_sync(user, "double") is allowed
 
 
+@pytest.mark.django_db(transaction=True)  # a callable runs as Django runs requests: connections tidied
 async def test_a_callable_decides_per_model():
     permission = Permission("tests.serving.fakes.only_double")
     assert await permission.check(None, "other") is False

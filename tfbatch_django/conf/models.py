@@ -48,8 +48,22 @@ class ModelConfig:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def describe(self) -> dict[str, Any]:
-        """The settings in force, JSON-ready, for stats and the admin page."""
-        return {key: (str(v) if isinstance(v, Path) else v) for key, v in self.raw.items()}
+        """The settings in force, JSON-ready, for stats and the admin page.
+
+        ``OPTIONS`` shows its keys only: its values go to a project's own factory and may
+        be secrets (tokens, URLs with passwords), and stats are written to the database.
+        """
+        return {
+            key: sorted(map(str, value)) if key == "OPTIONS" else _jsonable(value) for key, value in self.raw.items()
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return str(value)  # Path, and whatever else a setting holds
 
 
 def parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems: list[Problem]) -> ModelConfig | None:

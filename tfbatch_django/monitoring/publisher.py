@@ -43,7 +43,8 @@ class Publisher:
         self._atexit_registered = False
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the thread's lifecycle: quick, never held over I/O
+        self._publishing = threading.Lock()  # one publish at a time (held over database writes)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._wanted = False  # start() was called here (or in the parent, before a fork)
@@ -77,13 +78,20 @@ class Publisher:
         return True
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the thread and mark this process stopped, so it drops out of the sums now."""
+        """Stop the thread and mark this process stopped, so it drops out of the sums now.
+
+        Bounded by ``timeout`` even when the database hangs: if a publish is still in
+        flight then, the process is left to go stale (its row would be written after ours).
+        """
         with self._lock:
             was_wanted, self._wanted = self._wanted, False
             thread, self._thread = self._thread, None
             self._stop.set()
         if thread is not None:
             thread.join(timeout)
+            if thread.is_alive():
+                logger.warning("tfbatch: stats publisher still busy after %.1fs; leaving it", timeout)
+                return
         if was_wanted:
             try:
                 store.mark_stopped(self.identity, timezone.now())
@@ -94,7 +102,7 @@ class Publisher:
 
     def publish(self) -> None:
         """Write the live snapshot now, plus a history sample when one is due."""
-        with self._lock:
+        with self._publishing:
             config = get_monitoring()
             stats = get_stats()
             now = timezone.now()

@@ -14,8 +14,9 @@ class LeanDispatch:
 
     Channels' ``dispatch`` closes stale database connections before every message: a
     hop to a worker thread per frame or request. Nothing in these consumers touches the
-    database on the event loop (a permission callable that does runs in Django's
-    executor, which closes them itself), so messages go straight to their handler. And
+    database on the event loop (a permission callable that does runs in a worker thread,
+    which ``permissions.py`` wraps in ``close_old_connections``), so messages go straight to
+    their handler. And
     they take no channel-layer messages: an alias no project configures means no
     channel is created per connection, nor polled.
     """

@@ -43,6 +43,9 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         if obj.dtype.kind in "OSU":
             return _strings(obj.tolist())
+        if obj.dtype.kind in "biuf" and obj.dtype != np.float16 and not obj.flags.c_contiguous:
+            # A contiguous copy orjson writes natively: float32 in its shortest float32 form.
+            return np.ascontiguousarray(obj)
         return obj.tolist()
     if isinstance(obj, bytes):
         return _bytes(obj)

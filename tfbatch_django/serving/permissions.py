@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 
 from ..conf import PERMISSION_SHORTCUTS
 
@@ -61,7 +62,11 @@ class Permission:
         #: False when the verdict does not depend on the user ("any"): the views then
         #: skip loading the user from the session.
         self.needs_user = setting != "any"
-        self._threaded = None if self._inline or self._is_async else sync_to_async(self._func, thread_sensitive=True)
+        self._threaded = (
+            None
+            if self._inline or self._is_async
+            else sync_to_async(_with_fresh_connections(self._func), thread_sensitive=True)
+        )
 
     def refusal(self, model: str) -> str:
         """The message a refused user gets: which rule refused them."""
@@ -84,3 +89,17 @@ class Permission:
             return bool(await self._func(user, model))
         assert self._threaded is not None
         return bool(await self._threaded(user, model))
+
+
+def _with_fresh_connections(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a sync permission callable as Django runs a request: stale database connections
+    closed before and after (what Channels' ``database_sync_to_async`` does)."""
+
+    def call(user: Any, model: str) -> Any:
+        close_old_connections()
+        try:
+            return func(user, model)
+        finally:
+            close_old_connections()
+
+    return call

@@ -19,6 +19,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from ..api import predict_detailed
+from ..registry import registry
 from .channels_base import LeanDispatch
 from .errors import ServingError
 from .messages import FrameError, Message, answer, answer_binary, failure, parse_binary_message, parse_message
@@ -71,6 +72,7 @@ class PredictConsumer(LeanDispatch, AsyncWebsocketConsumer):  # type: ignore[mis
     async def _permitted(self, model: str) -> bool:
         verdict = self._allowed.get(model)
         if verdict is None:
+            registry.get(model)  # an unknown model is model_not_found; only real ones are cached
             verdict = await serving_options().permission.check(self.scope.get("user"), model)
             self._allowed[model] = verdict
         return verdict
