@@ -23,13 +23,16 @@ class TFBatchConfig(AppConfig):
         from .monitoring import hooks
 
         setting_changed.connect(_settings_changed, dispatch_uid="tfbatch_django.settings_changed")
-        hooks.install()
+        hooks.sync_prometheus()
 
 
 def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    """``override_settings(TFBATCH=...)`` and friends: rebuild everything from the new value."""
     if setting == "TFBATCH":
         from .conf import clear_cache
+        from .monitoring import hooks
         from .registry import registry
 
         registry.reset()
         clear_cache()
+        hooks.sync_prometheus()

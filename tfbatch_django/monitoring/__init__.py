@@ -12,7 +12,7 @@ before ``django.setup()``.
 
 from __future__ import annotations
 
-__all__ = ["publish_now", "start_publishing", "stop_publishing"]
+__all__ = ["start_publishing", "stop_publishing"]
 
 
 def start_publishing() -> bool:
@@ -34,10 +34,3 @@ def stop_publishing() -> None:
     from .publisher import publisher
 
     publisher.stop()
-
-
-def publish_now() -> None:
-    """Write this process's snapshot (and a history sample, when due) right now."""
-    from .publisher import publisher
-
-    publisher.publish()

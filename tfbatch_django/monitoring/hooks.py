@@ -7,17 +7,10 @@ serving process itself (``start_publishing()``), so management commands stay qui
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from django.conf import settings
-from django.core.signals import setting_changed
 
-__all__ = ["install"]
-
-
-def install() -> None:
-    _sync_prometheus()
-    setting_changed.connect(_settings_changed, dispatch_uid="tfbatch_django.monitoring.settings_changed")
+__all__ = ["sync_prometheus"]
 
 
 def _prometheus_wanted() -> bool:
@@ -29,7 +22,8 @@ def _prometheus_wanted() -> bool:
     return get_monitoring().prometheus  # False when prometheus_client is missing (check E024)
 
 
-def _sync_prometheus() -> None:
+def sync_prometheus() -> None:
+    """Attach the Prometheus listener when ``PROMETHEUS`` is on, detach it when it is off."""
     from ..registry import registry
 
     if _prometheus_wanted():
@@ -42,11 +36,3 @@ def _sync_prometheus() -> None:
         module = sys.modules.get("tfbatch_django.monitoring.prometheus")
         if module is not None:
             registry.remove_listener(module.listener())
-
-
-def _settings_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting == "TFBATCH":
-        from ..conf import clear_cache
-
-        clear_cache()
-        _sync_prometheus()
