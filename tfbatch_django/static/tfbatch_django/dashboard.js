@@ -23,6 +23,8 @@
     });
   }
 
+  var stopped = false;
+
   function refresh() {
     timer = null;
     if (busy || document.hidden) {  // a background tab does not poll; it refreshes when shown again
@@ -31,11 +33,12 @@
     busy = true;
     fetch(root.dataset.liveUrl, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (response) {
-        if (response.redirected) {  // the admin sent us to its login page: the session ended
-          throw new Error("session ended; reload the page to log in again");
+        if (response.redirected || response.status === 403) {
+          stopped = true;  // the session ended or the permission went: polling cannot help
+          throw new Error(response.redirected ? "session ended; reload the page to log in again" : "permission denied");
         }
         if (!response.ok) {
-          throw new Error(response.status === 403 ? "permission denied" : "HTTP " + response.status);
+          throw new Error("HTTP " + response.status);
         }
         return response.text();
       })
@@ -61,13 +64,13 @@
   }
 
   function schedule() {
-    if (timer === null) {
+    if (timer === null && !stopped) {
       timer = window.setTimeout(refresh, every);
     }
   }
 
   document.addEventListener("visibilitychange", function () {
-    if (!document.hidden && timer === null) {
+    if (!document.hidden && timer === null && !stopped) {
       refresh();
     }
   });
