@@ -72,12 +72,16 @@ def test_publishing_off_means_no_thread():
 def test_thread_publishes_until_stopped_and_then_marks_the_process_stopped():
     with override_settings(TFBATCH=FAST):
         p = Publisher()
-        assert p.start() is True
-        assert p.start() is True  # idempotent: still one thread
-        wait_for(lambda: PublishedProcess.objects.filter(key=p.identity.key).exists(), what="first publish")
-        first = PublishedProcess.objects.get().last_seen
-        wait_for(lambda: PublishedProcess.objects.get().last_seen > first, what="a later publish")
-        p.stop()
+        try:
+            assert p.start() is True
+            assert p.start() is True  # idempotent: still one thread
+            first = wait_for(
+                lambda: PublishedProcess.objects.filter(key=p.identity.key).values_list("last_seen", flat=True).first(),
+                what="first publish",
+            )
+            wait_for(lambda: PublishedProcess.objects.get().last_seen > first, what="a later publish")
+        finally:
+            p.stop()  # a failure above must not leave a thread writing into later tests' database
         assert not p.running
         assert PublishedProcess.objects.get().stopped_at is not None
 

@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any
 
+from django.db import OperationalError
+
 from tests.fakes import GatedModel
 from tfbatch_django import predict_sync
 from tfbatch_django.registry import registry
@@ -42,10 +44,20 @@ def gated_runner() -> GatedModel:
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition", interval: float = 0.002) -> Any:
-    """Poll until ``predicate()`` returns something truthy, and return it."""
+    """Poll until ``predicate()`` returns something truthy, and return it.
+
+    The test database is SQLite in memory with a shared cache, where a read that meets a
+    publisher thread's write fails at once ("table is locked") instead of waiting: such
+    a poll counts as "not yet".
+    """
     end = time.monotonic() + timeout
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            value = None
         if value:
             return value
         if time.monotonic() > end:
