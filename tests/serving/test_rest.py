@@ -201,7 +201,16 @@ async def test_wrong_methods_are_405_with_allow(door):
         {"error": ":predict takes POST, not GET"},
     )
     reply = await call(door, "POST", "v1/models/double/metadata", {})
-    assert (reply.status, reply.headers["allow"]) == (405, "GET")
+    assert (reply.status, reply.headers["allow"]) == (405, "GET, HEAD")
+
+
+@pytest.mark.parametrize("path", ["v1/models/half_plus_two", "v1/models/half_plus_two/metadata", "v1/models/nope"])
+async def test_head_answers_like_get_without_a_body(door, path):
+    get = await call(door, "GET", path)
+    head = await call(door, "HEAD", path)
+    assert (head.status, head.body) == (get.status, b"")
+    assert head.headers["content-type"] == get.headers["content-type"] == "application/json"
+    assert int(head.headers["content-length"]) == len(get.body) > 0
 
 
 async def test_too_large_is_413(door):

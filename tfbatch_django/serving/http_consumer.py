@@ -72,7 +72,8 @@ class RestConsumer(LeanDispatch, AsyncHttpConsumer):  # type: ignore[misc]
 
     async def _respond(self, response: rest.Response) -> None:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
-        headers.append((b"Content-Length", str(len(response.body)).encode()))
+        if "Content-Length" not in response.headers:  # a HEAD answer carries its GET body's length
+            headers.append((b"Content-Length", str(len(response.body)).encode()))
         await self.send_response(response.status, response.body, headers=headers)
 
 

@@ -150,9 +150,9 @@ def handle_sync(route: Route, method: str, body: bytes, user: Any) -> Response:
         while True:
             step = flow.send(step.run_sync())
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        return _for_method(done.value, method)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error response
-        return error_response(exc)
+        return _for_method(error_response(exc), method)
 
 
 async def handle(route: Route, method: str, body: bytes, user: Any) -> Response:
@@ -163,9 +163,16 @@ async def handle(route: Route, method: str, body: bytes, user: Any) -> Response:
         while True:
             step = flow.send(await step.run_async())
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        return _for_method(done.value, method)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error response
-        return error_response(exc)
+        return _for_method(error_response(exc), method)
+
+
+def _for_method(response: Response, method: str) -> Response:
+    """A HEAD request gets the GET answer's status and headers, and no body (RFC 9110, 9.3.2)."""
+    if method != "HEAD":
+        return response
+    return Response(response.status, b"", {**response.headers, "Content-Length": str(len(response.body))})
 
 
 def _flow(route: Route, method: str, body: bytes, user: Any) -> _Flow:
@@ -198,8 +205,8 @@ def _endpoint(route: Route, method: str) -> bool:
             f"{route.action!r} is not supported: this server offers TensorFlow Serving's Predict API "
             "(':predict'), model status and '/metadata'",
         )
-    if method != "GET":
-        raise _WrongMethod(method, "GET", "model status" if route.action is None else "metadata")
+    if method not in ("GET", "HEAD"):
+        raise _WrongMethod(method, "GET, HEAD", "model status" if route.action is None else "metadata")
     return False
 
 
