@@ -34,7 +34,7 @@ test: venv browser
 lint: venv
 	$(BIN)/ruff check tfbatch_django tests bench demo_project
 	$(BIN)/ruff format --check tfbatch_django tests bench demo_project
-	$(BIN)/mypy tfbatch_django
+	$(BIN)/mypy tfbatch_django bench demo_project
 
 demo: venv
 	$(BIN)/python manage.py tfbatch_demo_model --if-missing

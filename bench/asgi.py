@@ -28,12 +28,12 @@ from .urls import CONSTANT  # noqa: E402
 warmup()
 
 
-class ConstantConsumer(PredictConsumer):  # type: ignore[misc]
+class ConstantConsumer(PredictConsumer):
     async def _serve(self, message: Message) -> None:
         await self.send(f'{{"id": {message.id}, "outputs": [[0.1]], "batch": {{"size": 0}}}}')
 
 
-class ConstantRest(RestConsumer):  # type: ignore[misc]
+class ConstantRest(RestConsumer):
     async def handle(self, body: bytes) -> None:
         await self.send_response(200, CONSTANT, headers=[(b"Content-Type", b"application/json")])
 
@@ -41,7 +41,7 @@ class ConstantRest(RestConsumer):  # type: ignore[misc]
 application = ProtocolTypeRouter(
     {
         "http": URLRouter(
-            [*http_urlpatterns("fast/"), path("const/fast/", ConstantRest.as_asgi()), re_path(r"", django_asgi_app)]
+            [*http_urlpatterns("fast/"), path("const/fast/", ConstantRest.as_asgi()), re_path(r"", django_asgi_app)]  # type: ignore[arg-type]
         ),
         "websocket": AllowedHostsOriginValidator(
             URLRouter([*websocket_urlpatterns, path("ws/const/", ConstantConsumer.as_asgi())])

@@ -204,11 +204,11 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {seconds:.0f} s per row\n")
     print("| path | rows/s | vs offline limit | p50 ms | p99 ms | mean batch |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, r, ratio, p50, p99, mean in table:
+    for name, r, ratio, p50, p99, mean_s in table:
         ratio_s = f"{ratio * 100:.0f} %" if ratio is not None else ""
         p50_s = "" if np.isnan(p50) else f"{p50:.2f}"
         p99_s = "" if np.isnan(p99) else f"{p99:.2f}"
-        print(f"| {name} | {r:,.0f} | {ratio_s} | {p50_s} | {p99_s} | {mean} |")
+        print(f"| {name} | {r:,.0f} | {ratio_s} | {p50_s} | {p99_s} | {mean_s} |")
     print("\n| batcher overhead (no-op model) | predictions/s | µs per request | p50 ms | p99 ms |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, r, p50, p99 in noop:

@@ -36,7 +36,7 @@ start_publishing()
 application = ProtocolTypeRouter(
     {
         "http": AuthMiddlewareStack(
-            URLRouter([*http_urlpatterns("fast/"), re_path(r"", ASGIStaticFilesHandler(django_asgi_app))])
+            URLRouter([*http_urlpatterns("fast/"), re_path(r"", ASGIStaticFilesHandler(django_asgi_app))])  # type: ignore[arg-type]
         ),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }

@@ -70,7 +70,7 @@ def train_and_export(path: Path, *, epochs: int = 20, seed: int = 0) -> Training
     module = tf.Module()
     module.model = model
 
-    @tf.function(input_signature=[tf.TensorSpec((None, 8, 8), tf.float32, name=INPUT_NAME)])
+    @tf.function(input_signature=[tf.TensorSpec((None, 8, 8), tf.float32, name=INPUT_NAME)])  # type: ignore[untyped-decorator]
     def serve(pixels: Any) -> dict[str, Any]:
         return {OUTPUT_NAME: model(pixels, training=False)}
 

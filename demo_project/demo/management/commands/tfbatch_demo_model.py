@@ -22,7 +22,8 @@ class Command(BaseCommand):
         parser.add_argument("--epochs", type=int, default=20)
 
     def handle(self, *args: Any, path: Path | None, if_missing: bool, epochs: int, **options: Any) -> None:
-        target = Path(path or settings.TFBATCH["MODELS"]["digits"]["PATH"])
+        configured: dict[str, Any] = settings.TFBATCH
+        target = Path(path or configured["MODELS"]["digits"]["PATH"])
         if if_missing and (target / "saved_model.pb").is_file():
             self.stdout.write(f"The demo model is already at {target}.")
             return
