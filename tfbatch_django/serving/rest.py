@@ -30,9 +30,10 @@ from ..exceptions import ModelLoadError, ModelNotFound
 from ..registry import READY, ModelHandle, registry
 from ..runners.savedmodel_meta import SignatureMeta, read_signatures, resolve_savedmodel_dir
 from . import codec
-from .errors import HTTP_STATUS, ServingError, describe_error, too_large
-from .options import ServingOptions, serving_options
+from .errors import HTTP_STATUS, ServingError, describe_error
+from .options import serving_options
 from .permissions import Permission
+from .rest_body import parse_predict
 
 __all__ = ["ROUTE", "Response", "Route", "error_response", "handle", "handle_sync"]
 
@@ -150,9 +151,10 @@ def handle_sync(route: Route, method: str, body: bytes, user: Any) -> Response:
         while True:
             step = flow.send(step.run_sync())
     except StopIteration as done:
-        return _for_method(done.value, method)
+        response: Response = done.value
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error response
-        return _for_method(error_response(exc), method)
+        response = error_response(exc)
+    return _for_method(response, method)
 
 
 async def handle(route: Route, method: str, body: bytes, user: Any) -> Response:
@@ -163,9 +165,10 @@ async def handle(route: Route, method: str, body: bytes, user: Any) -> Response:
         while True:
             step = flow.send(await step.run_async())
     except StopIteration as done:
-        return _for_method(done.value, method)
+        response: Response = done.value
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error response
-        return _for_method(error_response(exc), method)
+        response = error_response(exc)
+    return _for_method(response, method)
 
 
 def _for_method(response: Response, method: str) -> Response:
@@ -185,7 +188,7 @@ def _flow(route: Route, method: str, body: bytes, user: Any) -> _Flow:
         _check_version(config, int(route.version))
     if predicting:
         with codec.collector_paused():
-            inputs, columnar = _parse_predict(body, config, options)
+            inputs, columnar = parse_predict(body, config, options)
         prediction: Prediction = yield _Predict(route.model, inputs)
         return _predicted(prediction, columnar)
     if route.action is None:
@@ -252,68 +255,6 @@ def _check_version(config: ModelConfig, version: int) -> None:
 
 
 # ---------------------------------------------------------------- predict
-
-
-def _parse_predict(body: bytes, config: ModelConfig, options: ServingOptions) -> tuple[Any, bool]:
-    """The model inputs and whether the request was columnar, from a ``:predict`` body."""
-    if len(body) > options.max_request_bytes:
-        raise too_large(len(body), options.max_request_bytes)
-    doc = codec.loads(body, what="the request body")
-    if not isinstance(doc, dict):
-        raise ServingError(
-            "bad_request", f"the request body must be a JSON object with 'instances' or 'inputs', got {_kind(doc)}"
-        )
-    signature = doc.get("signature_name")
-    if signature is not None and signature != "" and signature != config.runner.signature:
-        raise ServingError(
-            "bad_request",
-            f"model {config.name!r} serves signature {config.runner.signature!r}, not {signature!r}; "
-            "configure another model on the same PATH with that SIGNATURE to serve it",
-        )
-    has_rows, has_columns = "instances" in doc, "inputs" in doc
-    if has_rows == has_columns:
-        raise ServingError(
-            "bad_request",
-            "send exactly one of 'instances' (row format: a list with one item per row) or "
-            "'inputs' (columnar format: a tensor, or an object of input name -> tensor)"
-            + ("; this request has both" if has_rows else ""),
-        )
-    value = doc["instances"] if has_rows else doc["inputs"]
-    if b'"b64"' in body:
-        value = codec.decode_b64(value)
-    return codec.as_tensors(_rows_to_columns(value) if has_rows else value), has_columns
-
-
-_KINDS: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}
-
-
-def _kind(value: Any) -> str:
-    return _KINDS.get(type(value), type(value).__name__)
-
-
-def _rows_to_columns(instances: Any) -> Any:
-    """Row format -> what ``predict()`` takes: a list of rows, or {input name: rows}."""
-    if not isinstance(instances, list):
-        raise ServingError("bad_request", f"'instances' must be a list with one item per row, got {_kind(instances)}")
-    if not instances:
-        raise ServingError("bad_request", "'instances' is empty; send at least one row")
-    first = instances[0]
-    if not isinstance(first, dict):
-        if any(isinstance(row, dict) for row in instances):
-            raise ServingError("bad_request", "'instances' mixes objects and plain values; use one form for every row")
-        return instances
-    names = first.keys()
-    columns: dict[str, list[Any]] = {name: [] for name in names}
-    for i, row in enumerate(instances):
-        if not isinstance(row, dict) or row.keys() != names:
-            raise ServingError(
-                "bad_request",
-                f"instance {i} does not have the inputs of instance 0 ({', '.join(map(repr, names))}); "
-                "every instance must name the same inputs",
-            )
-        for name, item in row.items():
-            columns[name].append(item)
-    return columns
 
 
 def _predicted(prediction: Prediction, columnar: bool) -> Response:
