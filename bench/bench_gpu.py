@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -352,6 +352,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="per measurement (default 3, quick 1.5)")
     parser.add_argument("--backend", choices=("jax", "tensorflow"), default=os.environ.get("KERAS_BACKEND", "jax"))
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown table here (after every row)")
+    parser.add_argument("--resnet-size", type=int, default=None, help="ResNet-50 input side (default 224, quick 32)")
+    parser.add_argument("--no-in-process", action="store_true", help="only the end-to-end rows")
     parser.add_argument("--no-daphne", action="store_true", help="skip the end-to-end rows")
     args = parser.parse_args()
     os.environ["KERAS_BACKEND"] = args.backend  # before Keras is imported, here and in daphne
@@ -360,7 +362,12 @@ def main() -> None:
     # daphne compiles the same shapes again: let it find them in JAX's persistent cache.
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(WORK / "jax-cache"))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-    plans = QUICK if args.quick else FULL
+    plans: tuple[Plan, ...] = QUICK if args.quick else FULL
+    if args.resnet_size:
+        side = args.resnet_size
+        plans = tuple(
+            replace(p, label=f"ResNet-50 {side}²", shape=(side, side, 3)) if p.name == "resnet50" else p for p in plans
+        )
     seconds = args.seconds or (1.5 if args.quick else 3.0)
     started = time.perf_counter()
 
@@ -375,7 +382,7 @@ def main() -> None:
     print("\n".join(header), file=sys.stderr, flush=True)
     report = Report(header, args.out)
     paths = {plan.name: build(plan) for plan in plans}
-    limits = in_process(plans, paths, report, seconds)
+    limits = {} if args.no_in_process else in_process(plans, paths, report, seconds)
     if not args.no_daphne:
         over_daphne(plans, paths, limits, report, seconds)
     report.header.append(f"whole run: {time.perf_counter() - started:.0f} s")
