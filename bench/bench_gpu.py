@@ -369,7 +369,7 @@ def main() -> None:
             replace(p, label=f"ResNet-50 {side}²", shape=(side, side, 3)) if p.name == "resnet50" else p for p in plans
         )
     seconds = args.seconds or (1.5 if args.quick else 3.0)
-    started = time.perf_counter()
+    started, load = time.perf_counter(), os.getloadavg()[0]
 
     import keras
 
@@ -385,7 +385,8 @@ def main() -> None:
     limits = {} if args.no_in_process else in_process(plans, paths, report, seconds)
     if not args.no_daphne:
         over_daphne(plans, paths, limits, report, seconds)
-    report.header.append(f"whole run: {time.perf_counter() - started:.0f} s")
+    took = time.perf_counter() - started
+    report.header.append(f"whole run: {took:.0f} s; load average before/after: {load:.2f} / {os.getloadavg()[0]:.2f}")
     print("\n" + report.markdown())
     if args.out:
         args.out.write_text(report.markdown())
