@@ -213,27 +213,41 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_daphne(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(port), "bench.asgi:application"],
-        cwd=ROOT,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://{HOST}:{port}/fast/v1/models/cnn_b1", timeout=2) as r:
-                if json.loads(r.read())["model_version_status"][0]["state"] == "AVAILABLE":
-                    with urllib.request.urlopen(f"http://{HOST}:{port}/fast/v1/models/cnn", timeout=2) as r2:
-                        if json.loads(r2.read())["model_version_status"][0]["state"] == "AVAILABLE":
-                            return process
-        except OSError:
-            pass
+def start_daphne(
+    port: int,
+    env: dict[str, str],
+    settings: str = "bench.settings",
+    models: tuple[str, ...] = ("cnn_b1", "cnn"),
+    timeout: float = 120,
+    log: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """daphne serving ``bench.asgi`` with ``settings``, once every one of ``models`` is AVAILABLE.
+
+    Its output goes to ``log`` (appended), or nowhere.
+    """
+    with open(log or os.devnull, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(port), "bench.asgi:application"],
+            cwd=ROOT,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": settings, **env},
+            stdout=out,
+            stderr=out,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if all(_available(port, model) for model in models):
+            return process
         time.sleep(0.3)
     process.kill()
-    raise SystemExit("daphne did not become ready")
+    raise SystemExit(f"daphne did not become ready (exit status {process.poll()})")
+
+
+def _available(port: int, model: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/fast/v1/models/{model}", timeout=2) as r:
+            return bool(json.loads(r.read())["model_version_status"][0]["state"] == "AVAILABLE")
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,9 @@ MODEL_DIR = ROOT / "var" / "bench" / ("cnn-" + "-".join("x".join(map(str, block)
 INPUT_SHAPE = (32, 32, 3)
 
 
-def export(path: Path = MODEL_DIR) -> Path:
-    """Build the CNN and export it as a SavedModel (once; skipped when it exists)."""
-    if (path / "saved_model.pb").is_file():
-        return path
+def build_cnn() -> Any:
+    """The CNN as a Keras model, on whatever backend Keras runs (``bench_gpu.py`` uses JAX)."""
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input(INPUT_SHAPE, name="image")
@@ -42,7 +39,16 @@ def export(path: Path = MODEL_DIR) -> Path:
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(128, activation="relu")(x)
     outputs = keras.layers.Dense(10, activation="softmax", name="probabilities")(x)
-    model = keras.Model(inputs, outputs)
+    return keras.Model(inputs, outputs)
+
+
+def export(path: Path = MODEL_DIR) -> Path:
+    """Build the CNN and export it as a SavedModel (once; skipped when it exists)."""
+    if (path / "saved_model.pb").is_file():
+        return path
+    import tensorflow as tf
+
+    model = build_cnn()
 
     module = tf.Module()
     module.model = model

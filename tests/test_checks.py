@@ -130,6 +130,22 @@ def test_e008_wrong_structure():
     ]
 
 
+def test_e008_jit_compile_is_true_false_or_none():
+    with override_settings(TFBATCH=model()):
+        assert get_config().models["m"].runner.jit_compile is None  # the framework's default
+    for value in (None, True, False):
+        assert run(model(JIT_COMPILE=value)) == []
+    for value in ("auto", 1):
+        assert run(model(JIT_COMPILE=value)) == [
+            (
+                "tfbatch_django.E008",
+                "TFBATCH['MODELS']['m']: JIT_COMPILE must be True, False or None (the framework's default), "
+                f"got {value!r}.",
+                None,
+            )
+        ]
+
+
 def test_e009_device():
     [(cid, msg, _)] = run(model(DEVICE="tpu"))
     assert (cid, msg) == (

@@ -39,6 +39,17 @@ def test_dict_inputs_and_outputs(two_headed):
     assert runner.describe()["device"] == "cpu:0"
 
 
+def test_jit_compile_follows_keras_default_unless_set(tf, classifier):
+    default = KerasRunner(classifier.keras_path)
+    # Keras' own default on TensorFlow: XLA only where there is a GPU (JAX: tests/runners/test_keras_jax.py).
+    expected = bool(tf.config.list_physical_devices("GPU"))
+    assert (default.describe()["jit_compile"], default.describe()["jit_compile_source"]) == (expected, "Keras default")
+    for forced in (False, True):
+        runner = KerasRunner(classifier.keras_path, jit_compile=forced)
+        assert (runner.describe()["jit_compile"], runner.describe()["jit_compile_source"]) == (forced, "JIT_COMPILE")
+        assert runner.model.jit_compile is forced
+
+
 def test_unnamed_inputs_get_a_note(tf, tmp_path):
     import keras
 

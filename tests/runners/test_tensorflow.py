@@ -160,6 +160,14 @@ def test_xla_compiled_with_padding_matches_plain(classifier, images):
         batcher.close()
 
 
+def test_a_savedmodel_runs_as_a_graph_unless_jit_compile_is_set(classifier):
+    # JIT_COMPILE's default (None, the framework's default) keeps a SavedModel as it was: no XLA.
+    assert load_runner(RunnerConfig(path=classifier.savedmodel_path)).describe()["jit_compile"] is False
+    assert (
+        load_runner(RunnerConfig(path=classifier.savedmodel_path, jit_compile=False)).describe()["jit_compile"] is False
+    )
+
+
 def test_concurrent_batches_on_a_thread_safe_savedmodel(classifier, images):
     runner = load_runner(RunnerConfig(path=classifier.savedmodel_path))
     assert runner.thread_safe

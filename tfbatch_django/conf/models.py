@@ -26,7 +26,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "MAX_QUEUE_SIZE": 1024,
     "TIMEOUT_MS": None,  # default deadline of a request; None = no deadline
     "DEVICE": "auto",  # "auto", "cpu", "gpu", "gpu:N"
-    "JIT_COMPILE": False,  # XLA; give ALLOWED_BATCH_SIZES too, it compiles per shape
+    "JIT_COMPILE": None,  # None: the framework's default (Keras: compiled on JAX); True/False force it
     "WARMUP": True,  # run every batch size once at load time
     "MAX_CONCURRENT_BATCHES": 1,  # >1 only for thread-safe runners (SavedModel)
 }
@@ -119,6 +119,11 @@ def parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems
     _check_allowed_sizes(cfg, bad)
     if not (isinstance(cfg["DEVICE"], str) and _DEVICE_RE.match(cfg["DEVICE"])):
         bad("E009", f"DEVICE must be 'auto', 'cpu', 'gpu' or 'gpu:N', got {cfg['DEVICE']!r}.")
+    if not (cfg["JIT_COMPILE"] is None or isinstance(cfg["JIT_COMPILE"], bool)):
+        bad(
+            "E008",
+            f"JIT_COMPILE must be True, False or None (the framework's default), got {cfg['JIT_COMPILE']!r}.",
+        )
     if not isinstance(cfg["SIGNATURE"], str):
         bad("E008", f"SIGNATURE must be a string, got {type(cfg['SIGNATURE']).__name__}.")
     if any(p.fatal for p in problems[before:]):
@@ -132,7 +137,7 @@ def parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems
             options=dict(cfg["OPTIONS"]),
             signature=cfg["SIGNATURE"],
             device=cfg["DEVICE"].lower(),
-            jit_compile=bool(cfg["JIT_COMPILE"]),
+            jit_compile=cfg["JIT_COMPILE"],
         ),
         batching=BatchConfig(
             max_batch_size=cfg["MAX_BATCH_SIZE"],

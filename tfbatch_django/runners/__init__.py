@@ -31,6 +31,6 @@ def load_runner(config: RunnerConfig, framework: FrameworkOptions | None = None)
         config.path,
         signature=config.signature,
         device=config.device,
-        jit_compile=config.jit_compile,
+        jit_compile=config.jit_compile is True,  # a SavedModel runs as a graph unless asked for XLA
         framework=framework,
     )

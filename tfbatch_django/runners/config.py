@@ -24,7 +24,7 @@ class RunnerConfig:
     options: Mapping[str, Any] = field(default_factory=dict)  # keyword arguments for the factory
     signature: str = "serving_default"
     device: str = "auto"  # "auto", "cpu", "gpu", "gpu:N"
-    jit_compile: bool = False
+    jit_compile: bool | None = None  # None: the framework's default (see the runners)
 
     @property
     def format(self) -> str:

@@ -7,6 +7,13 @@ predict function (``tf.function`` / ``jax.jit``) and skips ``predict``'s dataset
 callback machinery; backends that compile per shape (JAX, XLA) should be given
 ``ALLOWED_BATCH_SIZES`` so warm-up covers every shape.
 
+``jit_compile=None`` (the default) leaves Keras' own default in force, which Keras
+resolves per backend: JAX compiles the predict function with ``jax.jit`` (when every
+layer supports it), TensorFlow uses XLA only where it has a GPU (a ``tf.function``
+graph otherwise), PyTorch runs eagerly. Forcing ``False`` on JAX runs the model op by
+op: measured on an H200, ResNet-50 gave 1,020 rows/s that way against 5,069 compiled,
+and a batch-1 call took 221 ms against 13.5 ms.
+
 Archives are loaded with ``compile=False``: serving needs no optimizer or loss, and
 custom losses would otherwise have to be importable.
 """
@@ -42,7 +49,7 @@ class KerasRunner(Runner):
         path: str | Path,
         *,
         device: str = "auto",
-        jit_compile: bool = False,
+        jit_compile: bool | None = None,
         framework: FrameworkOptions | None = None,
     ) -> None:
         if _keras_backend() == "tensorflow":
@@ -63,8 +70,11 @@ class KerasRunner(Runner):
             raise ModelLoadError(
                 f"Keras {keras.__version__} could not load {self.path}: {type(exc).__name__}: {exc}"
             ) from exc
-        self.jit_compile = bool(jit_compile)
-        self.model.jit_compile = self.jit_compile
+        if jit_compile is not None:
+            self.model.jit_compile = jit_compile  # Keras falls back to False (with a warning) if unsupported
+        # Read back what is in force: Keras resolves its "auto" default on first read.
+        self.jit_compile = bool(self.model.jit_compile)
+        self.jit_compile_source = "Keras default" if jit_compile is None else "JIT_COMPILE"
         model = self.model
         self._input_struct = getattr(model, "_inputs_struct", None)
         tensors = list(model.inputs)
@@ -121,5 +131,6 @@ class KerasRunner(Runner):
             "keras": self._keras.__version__,
             "device": self.device,
             "jit_compile": self.jit_compile,
+            "jit_compile_source": self.jit_compile_source,
             "notes": list(self.notes),
         }
