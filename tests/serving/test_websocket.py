@@ -221,6 +221,20 @@ async def test_forbidden_until_logged_in_under_the_library_default():
         await user.disconnect()
 
 
+async def test_permission_comes_before_the_model_so_refused_callers_learn_no_names():
+    with override_settings(TFBATCH={"MODELS": MODELS}):
+        anonymous = await connect()
+        reply = await ask(anonymous, {"id": 1, "model": "nope", "inputs": [[1, 2, 3]]})
+        assert reply["error"]["code"] == "forbidden"
+        assert "double" not in reply["error"]["message"]
+        await anonymous.disconnect()
+    anyone = await connect()  # PERMISSION "any": a permitted caller is told what exists
+    reply = await ask(anyone, {"id": 2, "model": "nope", "inputs": [[1, 2, 3]]})
+    assert reply["error"]["code"] == "model_not_found"
+    assert "double" in reply["error"]["message"]
+    await anyone.disconnect()
+
+
 def logged_in_cookie() -> str:
     from django.contrib.auth.models import User
 

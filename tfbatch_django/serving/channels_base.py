@@ -6,7 +6,9 @@ from typing import Any
 
 from channels.consumer import get_handler_name
 
-__all__ = ["LeanDispatch"]
+from .core import Context
+
+__all__ = ["LeanDispatch", "scope_context"]
 
 
 class LeanDispatch:
@@ -28,3 +30,13 @@ class LeanDispatch:
         if handler is None:
             raise ValueError(f"no handler for message type {message['type']}")
         await handler(message)
+
+
+def scope_context(scope: dict[str, Any], door: str) -> Context:
+    """The caller of an ASGI connection: ``scope["user"]`` (from ``AuthMiddlewareStack``),
+    the Host header and every header (lower-case names; repeated ones joined by ", ")."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return Context(user=scope.get("user"), door=door, host=headers.get("host", ""), headers=headers, raw=scope)

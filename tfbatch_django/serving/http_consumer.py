@@ -1,12 +1,15 @@
-"""The fast door: TensorFlow Serving's REST API as a Channels ``AsyncHttpConsumer``.
+"""The fast door: any HTTP protocol of the serving core as a Channels ``AsyncHttpConsumer``.
 
 Django's request handling (middleware, each sync-only method of which is a hop to a
 worker thread under ASGI, URL resolution, ``HttpRequest``/``HttpResponse``) costs 2.5-4
 ms of CPU per request here, more than a batched model row; this door costs ~0.5 ms.
 Routed in the project's ``ProtocolTypeRouter`` ahead of Django, this consumer answers
 the same URLs with the same JSON and the same permission setting (``scope["user"]``,
-from ``AuthMiddlewareStack``), through the same ``rest`` module, at a fraction of the
+from ``AuthMiddlewareStack``), through the same protocol module, at a fraction of the
 cost. It refuses an oversized body as soon as its length is known, before buffering it.
+
+``ProtocolConsumer.as_asgi(protocol=...)`` serves one protocol (``routing.fast_door``);
+``RestConsumer`` is TensorFlow Serving's REST API.
 
 A client that disconnects before its answer cancels its request, like the WebSocket
 consumer's: the request is served as a task of its own, so the ``http.disconnect`` that
@@ -23,17 +26,21 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
-from . import rest
-from .channels_base import LeanDispatch
+from . import core, tfserving
+from .channels_base import LeanDispatch, scope_context
 from .errors import too_large
 from .options import serving_options
 
-__all__ = ["RestConsumer"]
+__all__ = ["ProtocolConsumer", "RestConsumer"]
 
 
-class RestConsumer(LeanDispatch, AsyncHttpConsumer):  # type: ignore[misc]
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+class ProtocolConsumer(LeanDispatch, AsyncHttpConsumer):  # type: ignore[misc]
+    protocol: core.HttpProtocol
+
+    def __init__(self, *args: Any, protocol: core.HttpProtocol | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if protocol is not None:
+            self.protocol = protocol
         self._size = 0
         self._limit = 0
         self._task: asyncio.Task[None] | None = None
@@ -62,19 +69,31 @@ class RestConsumer(LeanDispatch, AsyncHttpConsumer):  # type: ignore[misc]
         raise StopConsumer()
 
     async def _too_large(self, size: int) -> None:
-        await self._respond(rest.error_response(too_large(size, self._limit)))
+        await self._respond(self.protocol.error(too_large(size, self._limit)))
         raise StopConsumer()
 
     async def handle(self, body: bytes) -> None:
-        kwargs = self.scope["url_route"]["kwargs"]
-        route = rest.Route(kwargs["model"], kwargs.get("version"), kwargs.get("action"))
-        await self._respond(await rest.handle(route, self.scope["method"], body, self.scope.get("user")))
+        scope = self.scope
+        request = core.Request(
+            scope["method"],
+            scope["url_route"]["kwargs"],
+            body,
+            scope_context(scope, "fast"),
+            scope.get("query_string", b"").decode("latin-1"),
+        )
+        await self._respond(await core.serve(self.protocol, request))
 
-    async def _respond(self, response: rest.Response) -> None:
+    async def _respond(self, response: core.Response) -> None:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
         if "Content-Length" not in response.headers:  # a HEAD answer carries its GET body's length
             headers.append((b"Content-Length", str(len(response.body)).encode()))
         await self.send_response(response.status, response.body, headers=headers)
+
+
+class RestConsumer(ProtocolConsumer):
+    """TensorFlow Serving's REST API."""
+
+    protocol = tfserving.PROTOCOL
 
 
 def _content_length(scope: dict[str, Any]) -> int | None:

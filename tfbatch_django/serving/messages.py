@@ -1,4 +1,4 @@
-"""The WebSocket message protocol: one JSON object per text frame, each way.
+"""The WebSocket message protocol, on the serving core: one JSON object per text frame, each way.
 
     request  {"id": "a1", "model": "digits", "inputs": [[...]], "timeout_ms": 500}
     answer   {"id": "a1", "outputs": [[...]], "batch": {"size": 12, "queue_ms": 1.9, "run_ms": 0.8}}
@@ -35,6 +35,7 @@ import numpy as np
 
 from ..batching import Prediction
 from . import codec
+from .core import Context, Flow, Predict, permitted_model
 from .errors import ServingError, describe_error, too_large
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "answer",
     "answer_binary",
     "failure",
+    "flow",
     "parse_binary_message",
     "parse_message",
 ]
@@ -250,3 +252,10 @@ def answer_binary(message_id: MessageId, prediction: Prediction) -> bytes | str:
 def failure(message_id: MessageId, exc: BaseException) -> str:
     code, message = describe_error(exc)
     return codec.dumps({"id": message_id, "error": {"code": code, "message": message}}).decode()
+
+
+def flow(context: Context, message: Message) -> Flow[str | bytes]:
+    """One request of a socket: permission, then the model, then the prediction."""
+    yield from permitted_model(context, message.model)
+    prediction: Prediction = yield Predict(message.model, message.inputs, message.timeout)
+    return answer_binary(message.id, prediction) if message.binary else answer(message.id, prediction)

@@ -18,11 +18,10 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from ..api import predict_detailed
-from ..registry import registry
-from .channels_base import LeanDispatch
+from . import core, messages
+from .channels_base import LeanDispatch, scope_context
 from .errors import ServingError
-from .messages import FrameError, Message, answer, answer_binary, failure, parse_binary_message, parse_message
+from .messages import FrameError, Message, failure, parse_binary_message, parse_message
 from .options import serving_options
 
 __all__ = ["PredictConsumer"]
@@ -32,7 +31,14 @@ class PredictConsumer(LeanDispatch, AsyncWebsocketConsumer):  # type: ignore[mis
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._allowed: dict[str, bool] = {}  # model -> permission verdict, for this socket's user
+        self._context: core.Context | None = None
+
+    @property
+    def context(self) -> core.Context:
+        """This socket's caller (and the permission verdicts it was given)."""
+        if self._context is None:
+            self._context = scope_context(self.scope, "websocket")
+        return self._context
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         options = serving_options()
@@ -61,21 +67,10 @@ class PredictConsumer(LeanDispatch, AsyncWebsocketConsumer):  # type: ignore[mis
 
     async def _serve(self, message: Message) -> None:
         try:
-            if not await self._permitted(message.model):
-                raise ServingError("forbidden", serving_options().permission.refusal(message.model))
-            prediction = await predict_detailed(message.model, message.inputs, timeout=message.timeout)
-            reply = answer_binary(message.id, prediction) if message.binary else answer(message.id, prediction)
+            reply = await core.run(messages.flow(self.context, message))
         except Exception as exc:  # noqa: BLE001 - every failure becomes an error frame
             reply = failure(message.id, exc)
         await self._reply(reply)
-
-    async def _permitted(self, model: str) -> bool:
-        verdict = self._allowed.get(model)
-        if verdict is None:
-            registry.get(model)  # an unknown model is model_not_found; only real ones are cached
-            verdict = await serving_options().permission.check(self.scope.get("user"), model)
-            self._allowed[model] = verdict
-        return verdict
 
     async def _reply(self, frame: str | bytes) -> None:
         with contextlib.suppress(Exception):  # the client went away meanwhile: nobody to tell
