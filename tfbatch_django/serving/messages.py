@@ -90,12 +90,15 @@ def _parse(text: str, max_bytes: int) -> Message:
             f"nested list, got {type(inputs).__name__}",
             message_id,
         )
-    if '"b64"' in text:
-        try:
+    try:
+        if '"b64"' in text:
             inputs = codec.decode_b64(inputs)
-        except ServingError as exc:
-            raise FrameError("bad_request", exc.message, message_id) from None
-    return Message(message_id, model, codec.as_tensors(inputs), timeout)
+        inputs = codec.as_tensors(inputs)
+    except ServingError as exc:
+        raise FrameError("bad_request", exc.message, message_id) from None
+    except RecursionError:
+        raise FrameError("bad_request", codec.too_deep("the frame").message, message_id) from None
+    return Message(message_id, model, inputs, timeout)
 
 
 def _check_size(size: int, max_bytes: int, unit: str) -> None:
@@ -186,7 +189,7 @@ def _tensor(data: bytes, offset: int, name: str, spec: Any, message_id: MessageI
     where = f"input {name!r}" if name else "the input"
     dtype = spec.get("dtype") if isinstance(spec, dict) else None
     shape = spec.get("shape") if isinstance(spec, dict) else None
-    if dtype not in _RAW_DTYPES:
+    if not isinstance(dtype, str) or dtype not in _RAW_DTYPES:
         raise FrameError(
             "bad_request",
             f"{where}: 'dtype' must be one of {', '.join(sorted(_RAW_DTYPES))} (strings go in JSON frames), "
