@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -75,6 +75,10 @@ def _request(request: HttpRequest, route: dict[str, str | None], body: bytes, us
 
 
 def _body_or_refusal(request: HttpRequest, protocol: core.HttpProtocol) -> bytes | core.Response:
+    try:
+        request.get_host()  # ALLOWED_HOSTS, whatever the project's middleware does
+    except DisallowedHost as exc:
+        return protocol.error(ServingError("bad_request", str(exc)))
     try:
         return _body(request)
     except ServingError as exc:

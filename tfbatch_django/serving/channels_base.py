@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from channels.consumer import get_handler_name
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest
 
 from .core import Context
 
-__all__ = ["LeanDispatch", "scope_context"]
+__all__ = ["LeanDispatch", "host_refusal", "scope_context"]
 
 
 class LeanDispatch:
@@ -40,3 +42,31 @@ def scope_context(scope: dict[str, Any], door: str) -> Context:
         name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return Context(user=scope.get("user"), door=door, host=headers.get("host", ""), headers=headers, raw=scope)
+
+
+def host_refusal(scope: dict[str, Any]) -> str | None:
+    """Django's host validation (``ALLOWED_HOSTS``) for an ASGI connection: the refusal
+    message, or None when the host is allowed.
+
+    Django's own ``HttpRequest.get_host()`` decides (``ALLOWED_HOSTS``, ``DEBUG``'s
+    localhost variants, ``USE_X_FORWARDED_HOST``), as it does for the Django views, so
+    every door refuses the same hosts: a page on another site whose name was rebound
+    to this server's address (DNS rebinding) is refused. A connection with neither a
+    Host header nor a server address in its scope (only test harnesses make those)
+    has no host to check.
+    """
+    request = HttpRequest()
+    for raw_name, raw_value in scope.get("headers", ()):
+        if raw_name in (b"host", b"x-forwarded-host"):
+            request.META["HTTP_" + raw_name.decode("latin-1").upper().replace("-", "_")] = raw_value.decode("latin-1")
+    server = scope.get("server")
+    if "HTTP_HOST" not in request.META:
+        if not server:
+            return None
+        request.META["SERVER_NAME"], request.META["SERVER_PORT"] = str(server[0]), str(server[1])
+    request.META.setdefault("SERVER_PORT", str(server[1]) if server else "80")
+    try:
+        request.get_host()
+    except DisallowedHost as exc:
+        return str(exc)
+    return None

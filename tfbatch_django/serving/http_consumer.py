@@ -6,7 +6,8 @@ ms of CPU per request here, more than a batched model row; this door costs ~0.5 
 Routed in the project's ``ProtocolTypeRouter`` ahead of Django, this consumer answers
 the same URLs with the same JSON and the same permission setting (``scope["user"]``,
 from ``AuthMiddlewareStack``), through the same protocol module, at a fraction of the
-cost. It refuses an oversized body as soon as its length is known, before buffering it.
+cost. It refuses a host that ``ALLOWED_HOSTS`` does not allow (as Django would), and an
+oversized body as soon as its length is known, before buffering it.
 
 ``ProtocolConsumer.as_asgi(protocol=...)`` serves one protocol (``routing.fast_door``);
 ``RestConsumer`` is TensorFlow Serving's REST API.
@@ -27,8 +28,8 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
 from . import core, tfserving
-from .channels_base import LeanDispatch, scope_context
-from .errors import too_large
+from .channels_base import LeanDispatch, host_refusal, scope_context
+from .errors import ServingError, too_large
 from .options import serving_options
 
 __all__ = ["ProtocolConsumer", "RestConsumer"]
@@ -48,6 +49,9 @@ class ProtocolConsumer(LeanDispatch, AsyncHttpConsumer):  # type: ignore[misc]
     async def http_request(self, message: dict[str, Any]) -> None:
         if not self._limit:
             self._limit = serving_options().max_request_bytes
+            refusal = host_refusal(self.scope)
+            if refusal is not None:
+                await self._refuse(ServingError("bad_request", refusal))
             length = _content_length(self.scope)
             if length is not None and length > self._limit:
                 await self._too_large(length)
@@ -69,7 +73,11 @@ class ProtocolConsumer(LeanDispatch, AsyncHttpConsumer):  # type: ignore[misc]
         raise StopConsumer()
 
     async def _too_large(self, size: int) -> None:
-        await self._respond(self.protocol.error(too_large(size, self._limit)))
+        await self._refuse(too_large(size, self._limit))
+
+    async def _refuse(self, error: ServingError) -> None:
+        """Answer before the body is read (or read further), and stop."""
+        await self._respond(self.protocol.error(error))
         raise StopConsumer()
 
     async def handle(self, body: bytes) -> None:

@@ -19,7 +19,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import core, messages
-from .channels_base import LeanDispatch, scope_context
+from .channels_base import LeanDispatch, host_refusal, scope_context
 from .errors import ServingError
 from .messages import FrameError, Message, failure, parse_binary_message, parse_message
 from .options import serving_options
@@ -39,6 +39,14 @@ class PredictConsumer(LeanDispatch, AsyncWebsocketConsumer):  # type: ignore[mis
         if self._context is None:
             self._context = scope_context(self.scope, "websocket")
         return self._context
+
+    async def connect(self) -> None:
+        """Accept the socket unless its Host is one ``ALLOWED_HOSTS`` refuses (DNS rebinding):
+        closing before accepting refuses the handshake (HTTP 403)."""
+        if host_refusal(self.scope) is not None:
+            await self.close()
+            return
+        await self.accept()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         options = serving_options()
