@@ -51,9 +51,12 @@ async def call(door: str, method: str, path: str, body: Any = None, *, headers: 
     headers = dict(headers or {})
     extra = {"HTTP_HOST": headers.pop("host")} if "host" in headers else {}  # replaces "testserver"
     if door == "view":
-        response = await AsyncClient().generic(method, url, data, content_type="application/json", headers=headers)
+        client = AsyncClient(enforce_csrf_checks=True)
+        if "cookie" in headers:  # the client sends its jar as one more Cookie header: use the jar
+            client.cookies.load(headers.pop("cookie"))
+        response = await client.generic(method, url, data, content_type="application/json", headers=headers)
     else:
-        client = Client()
+        client = Client(enforce_csrf_checks=True)  # as a browser meets the views
         response = await sync_to_async(client.generic, thread_sensitive=False)(
             method, url, data, content_type="application/json", headers=headers, **extra
         )

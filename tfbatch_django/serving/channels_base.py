@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import functools
+from importlib import import_module
+from types import SimpleNamespace
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
+from django.conf import settings
+from django.contrib.auth import get_user
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import DisallowedHost
+from django.db import close_old_connections
 from django.http import HttpRequest
 
+from . import auth
 from .core import Context
+from .errors import ServingError
+from .options import serving_options
 
-__all__ = ["LeanDispatch", "host_refusal", "scope_context"]
+__all__ = ["LeanDispatch", "host_refusal", "scope_context", "scope_headers"]
 
 
 class LeanDispatch:
@@ -34,14 +45,53 @@ class LeanDispatch:
         await handler(message)
 
 
-def scope_context(scope: dict[str, Any], door: str) -> Context:
-    """The caller of an ASGI connection: ``scope["user"]`` (from ``AuthMiddlewareStack``),
-    the Host header and every header (lower-case names; repeated ones joined by ", ")."""
+def scope_headers(scope: dict[str, Any]) -> dict[str, str]:
+    """Every header of an ASGI connection (lower-case names; repeated ones joined by ", ")."""
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", ()):
         name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return Context(user=scope.get("user"), door=door, host=headers.get("host", ""), headers=headers, raw=scope)
+    return headers
+
+
+async def scope_context(scope: dict[str, Any], door: str, *, refreshable: bool = False) -> Context:
+    """The caller of an ASGI connection: an API key's user, else ``scope["user"]`` (from
+    ``AuthMiddlewareStack``); ``unauthorized`` for a key that is not valid.
+
+    ``refreshable`` (a WebSocket, which lives on): the context can reload its user the
+    same way later, so permission is re-checked during the socket's life.
+    """
+    headers = scope_headers(scope)
+    key = auth.presented_key(headers) if serving_options().permission.needs_user else None
+    user = scope.get("user") if key is None else await auth.user_for_key(key)
+    context = Context(user=user, door=door, host=headers.get("host", ""), headers=headers, raw=scope)
+    if refreshable:
+        context.refresh = functools.partial(_reload_user, scope, key)
+    return context
+
+
+async def _reload_user(scope: dict[str, Any], key: str | None) -> Any:
+    if key is not None:
+        try:
+            return await auth.user_for_key(key)
+        except ServingError:
+            return AnonymousUser()  # revoked: PERMISSION decides as for anyone
+    session = scope.get("session")
+    if session is None or not getattr(session, "session_key", None):
+        return scope.get("user")  # no session to reload from (no AuthMiddlewareStack)
+    return await _session_user(session.session_key)
+
+
+@sync_to_async(thread_sensitive=True)
+def _session_user(session_key: str) -> Any:
+    """The session's user now, read afresh from the session store: anonymous once the
+    session is gone (logout), the user inactive, or the password changed."""
+    close_old_connections()
+    try:
+        store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+        return get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
+    finally:
+        close_old_connections()
 
 
 def host_refusal(scope: dict[str, Any]) -> str | None:

@@ -53,7 +53,8 @@ disconnect are the same for every protocol.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator, Mapping
+import time
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -101,6 +102,12 @@ class Context:
     ``raw`` is the door's own object (Django's ``HttpRequest``, or the ASGI scope) for
     whatever a protocol needs beyond this. ``door`` names the door: ``"django"``,
     ``"django-sync"``, ``"fast"`` or ``"websocket"``.
+
+    A long-lived context (a WebSocket's) has a ``refresh`` that reloads its user (from
+    the session or the API key, as at connect): its verdicts are then kept at most
+    ``PERMISSION_RECHECK_SECONDS``, after which the user is reloaded and ``PERMISSION``
+    asked again, so a user deactivated, logged out or whose key is revoked stops
+    predicting on sockets already open.
     """
 
     user: Any
@@ -108,13 +115,24 @@ class Context:
     host: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     raw: Any = None
-    #: Permission verdicts already given to this caller, by model name (a socket asks once).
+    refresh: Callable[[], Awaitable[Any]] | None = None
+    #: Permission verdicts already given to this caller, by model name.
     verdicts: dict[str, bool] = field(default_factory=dict)
+    checked_at: float = field(default_factory=time.monotonic)
 
     async def allowed(self, model: str) -> bool:
+        options = serving_options()
+        if (
+            self.refresh is not None
+            and options.permission.needs_user
+            and time.monotonic() - self.checked_at >= options.permission_recheck_seconds
+        ):
+            self.checked_at = time.monotonic()  # concurrent requests keep the verdicts meanwhile
+            user = await self.refresh()
+            self.user, self.verdicts = user, {}
         verdict = self.verdicts.get(model)
         if verdict is None:
-            verdict = await serving_options().permission.check(self.user, model)
+            verdict = await options.permission.check(self.user, model)
             self._remember(model, verdict)
         return verdict
 
@@ -272,6 +290,8 @@ def error_response(
     body ``render(code, message)`` (``{"error": message}`` by default)."""
     code, message = describe_error(exc)
     headers = {"Retry-After": "1"} if code == "overloaded" else {}
+    if code == "unauthorized":
+        headers["WWW-Authenticate"] = 'Bearer realm="tfbatch"'
     if isinstance(exc, WrongMethod):
         headers["Allow"] = exc.allow
     return json_response(HTTP_STATUS[code], render(code, message), headers)

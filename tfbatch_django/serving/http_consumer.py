@@ -27,7 +27,7 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
-from . import core, tfserving
+from . import auth, core, tfserving
 from .channels_base import LeanDispatch, host_refusal, scope_context
 from .errors import ServingError, too_large
 from .options import serving_options
@@ -82,13 +82,17 @@ class ProtocolConsumer(LeanDispatch, AsyncHttpConsumer):  # type: ignore[misc]
 
     async def handle(self, body: bytes) -> None:
         scope = self.scope
-        request = core.Request(
-            scope["method"],
-            scope["url_route"]["kwargs"],
-            body,
-            scope_context(scope, "fast"),
-            scope.get("query_string", b"").decode("latin-1"),
-        )
+        try:
+            context = await scope_context(scope, "fast")
+            if _session_user(context) and scope["method"] not in _SAFE:
+                refusal = await auth.csrf_refusal_for_scope_async(scope, body)
+                if refusal is not None:
+                    raise ServingError("forbidden", refusal)
+        except ServingError as exc:
+            await self._respond(self.protocol.error(exc))
+            return
+        query = scope.get("query_string", b"").decode("latin-1")
+        request = core.Request(scope["method"], scope["url_route"]["kwargs"], body, context, query)
         await self._respond(await core.serve(self.protocol, request))
 
     async def _respond(self, response: core.Response) -> None:
@@ -102,6 +106,14 @@ class RestConsumer(ProtocolConsumer):
     """TensorFlow Serving's REST API."""
 
     protocol = tfserving.PROTOCOL
+
+
+_SAFE = ("GET", "HEAD", "OPTIONS", "TRACE")
+
+
+def _session_user(context: core.Context) -> bool:
+    """Whether the request runs as a user from the session cookie (CSRF applies)."""
+    return auth.presented_key(context.headers) is None and bool(getattr(context.user, "is_authenticated", False))
 
 
 def _content_length(scope: dict[str, Any]) -> int | None:

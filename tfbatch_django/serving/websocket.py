@@ -36,14 +36,19 @@ class PredictConsumer(LeanDispatch, AsyncWebsocketConsumer):  # type: ignore[mis
     @property
     def context(self) -> core.Context:
         """This socket's caller (and the permission verdicts it was given)."""
-        if self._context is None:
-            self._context = scope_context(self.scope, "websocket")
+        assert self._context is not None, "set when the socket is accepted"
         return self._context
 
     async def connect(self) -> None:
-        """Accept the socket unless its Host is one ``ALLOWED_HOSTS`` refuses (DNS rebinding):
-        closing before accepting refuses the handshake (HTTP 403)."""
+        """Accept the socket unless its Host is one ``ALLOWED_HOSTS`` refuses (DNS rebinding)
+        or it presents an API key that is not valid: closing before accepting refuses
+        the handshake (HTTP 403)."""
         if host_refusal(self.scope) is not None:
+            await self.close()
+            return
+        try:
+            self._context = await scope_context(self.scope, "websocket", refreshable=True)
+        except ServingError:
             await self.close()
             return
         await self.accept()
