@@ -57,6 +57,16 @@ def test_bad_recheck_interval_is_e012(value):
     ]
 
 
+def test_a_socket_budget_below_one_request_is_e012():
+    assert problems(MAX_REQUEST_BYTES=1000, MAX_BYTES_PER_SOCKET=999) == [
+        (
+            "E012",
+            "TFBATCH['MAX_BYTES_PER_SOCKET'] (999) is smaller than TFBATCH['MAX_REQUEST_BYTES'] (1000): "
+            "a socket could not send the largest request allowed.",
+        )
+    ]
+
+
 def test_serving_options_carry_every_serving_setting():
     settings = {
         "MODELS": MODELS,

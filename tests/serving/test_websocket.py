@@ -176,6 +176,28 @@ async def test_requests_over_the_per_socket_cap_are_overloaded(gate):
     assert answered == [0, 1]
 
 
+async def test_requests_over_the_per_socket_byte_budget_are_overloaded(gate):
+    """Issue 9 defect 9: bytes held for one socket are bounded, not only its request count."""
+    gate.hold()
+    big = json.dumps({"id": 0, "model": "gated", "inputs": [[1.5, 2.5]] * 40})  # ~520 characters
+    with override_settings(TFBATCH={**SETTINGS, "MAX_REQUEST_BYTES": 1000, "MAX_BYTES_PER_SOCKET": 1200}):
+        ws = await connect()
+        await ws.send_to(text_data=big)
+        await ws.send_to(text_data=big.replace('"id": 0', '"id": 1'))
+        refused = await ask(ws, json.loads(big.replace('"id": 0', '"id": 2')))
+        small = {"id": 3, "model": "gated", "inputs": [[3, 3]]}  # fits in what is left
+        await ws.send_to(text_data=json.dumps(small))
+        gate.release()
+        answered = sorted([json.loads(await ws.receive_from(timeout=10))["id"] for _ in range(3)])
+        again = await ask(ws, json.loads(big.replace('"id": 0', '"id": 4')))  # the budget is given back
+        await ws.disconnect()
+    assert (refused["id"], refused["error"]["code"]) == (2, "overloaded")
+    assert f"holds {2 * len(big)} bytes" in refused["error"]["message"]
+    assert "TFBATCH['MAX_BYTES_PER_SOCKET'] (1200)" in refused["error"]["message"]
+    assert answered == [0, 1, 3]
+    assert again["id"] == 4 and "outputs" in again
+
+
 async def test_disconnect_cancels_queued_requests_before_they_are_computed(gate):
     gate.hold()
     ws = await connect()

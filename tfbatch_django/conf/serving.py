@@ -49,6 +49,19 @@ def check_serving(top: Mapping[str, Any], problems: list[Problem]) -> None:
     for key in ("MAX_REQUEST_BYTES", "MAX_IN_FLIGHT_PER_SOCKET", "MAX_BYTES_PER_SOCKET"):
         if not (is_int(top[key]) and top[key] >= 1):
             problems.append(Problem("E012", f"TFBATCH[{key!r}] must be a positive integer, got {top[key]!r}."))
+    if (
+        is_int(top["MAX_BYTES_PER_SOCKET"])
+        and is_int(top["MAX_REQUEST_BYTES"])
+        and 1 <= top["MAX_BYTES_PER_SOCKET"] < top["MAX_REQUEST_BYTES"]
+    ):
+        problems.append(
+            Problem(
+                "E012",
+                f"TFBATCH['MAX_BYTES_PER_SOCKET'] ({top['MAX_BYTES_PER_SOCKET']}) is smaller than "
+                f"TFBATCH['MAX_REQUEST_BYTES'] ({top['MAX_REQUEST_BYTES']}): a socket could not send the largest "
+                "request allowed.",
+            )
+        )
     recheck = top["PERMISSION_RECHECK_SECONDS"]
     if not (isinstance(recheck, int | float) and not isinstance(recheck, bool) and 0 <= recheck < math.inf):
         problems.append(

@@ -46,15 +46,25 @@ class ProtocolConsumer(LeanDispatch, AsyncHttpConsumer):  # type: ignore[misc]
         self._limit = 0
         self._task: asyncio.Task[None] | None = None
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Refuse a bad host or a declared oversized body before reading any of the body.
+
+        Channels' consumer waits for the first ``http.request`` message, which a server
+        that streams bodies (uvicorn) sends only once body bytes arrive: a client that
+        announces 10 GiB and sends nothing would wait forever. Checked from the scope,
+        the answer goes out at once. (daphne calls the application only after the whole
+        body has arrived: see README, "Oversized bodies".)
+        """
+        self._limit = serving_options().max_request_bytes
+        refusal = _early_refusal(scope, self._limit)
+        if refusal is None:
+            await super().__call__(scope, receive, send)
+            return
+        response = self.protocol.error(refusal)
+        await send({"type": "http.response.start", "status": response.status, "headers": _headers(response)})
+        await send({"type": "http.response.body", "body": response.body})
+
     async def http_request(self, message: dict[str, Any]) -> None:
-        if not self._limit:
-            self._limit = serving_options().max_request_bytes
-            refusal = host_refusal(self.scope)
-            if refusal is not None:
-                await self._refuse(ServingError("bad_request", refusal))
-            length = _content_length(self.scope)
-            if length is not None and length > self._limit:
-                await self._too_large(length)
         chunk = message.get("body", b"")
         self._size += len(chunk)
         if self._size > self._limit:
@@ -96,10 +106,7 @@ class ProtocolConsumer(LeanDispatch, AsyncHttpConsumer):  # type: ignore[misc]
         await self._respond(await core.serve(self.protocol, request))
 
     async def _respond(self, response: core.Response) -> None:
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
-        if "Content-Length" not in response.headers:  # a HEAD answer carries its GET body's length
-            headers.append((b"Content-Length", str(len(response.body)).encode()))
-        await self.send_response(response.status, response.body, headers=headers)
+        await self.send_response(response.status, response.body, headers=_headers(response))
 
 
 class RestConsumer(ProtocolConsumer):
@@ -114,6 +121,23 @@ _SAFE = ("GET", "HEAD", "OPTIONS", "TRACE")
 def _session_user(context: core.Context) -> bool:
     """Whether the request runs as a user from the session cookie (CSRF applies)."""
     return auth.presented_key(context.headers) is None and bool(getattr(context.user, "is_authenticated", False))
+
+
+def _headers(response: core.Response) -> list[tuple[bytes, bytes]]:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+    if "Content-Length" not in response.headers:  # a HEAD answer carries its GET body's length
+        headers.append((b"Content-Length", str(len(response.body)).encode()))
+    return headers
+
+
+def _early_refusal(scope: dict[str, Any], limit: int) -> ServingError | None:
+    host = host_refusal(scope)
+    if host is not None:
+        return ServingError("bad_request", host)
+    length = _content_length(scope)
+    if length is not None and length > limit:
+        return too_large(length, limit)
+    return None
 
 
 def _content_length(scope: dict[str, Any]) -> int | None:

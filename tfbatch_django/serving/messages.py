@@ -42,6 +42,7 @@ __all__ = [
     "FIELDS",
     "FrameError",
     "Message",
+    "MessageId",
     "answer",
     "answer_binary",
     "failure",
