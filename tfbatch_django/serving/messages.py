@@ -55,6 +55,10 @@ MessageId = str | int | float | None
 
 FIELDS = ("id", "model", "inputs", "timeout_ms")
 
+#: The longest deadline a frame may ask for: longer ones are mistakes (or attempts to
+#: overflow a timer), and a request nobody answers for a day is as good as lost.
+MAX_TIMEOUT_MS = 86_400_000
+
 
 @dataclass(frozen=True)
 class Message:
@@ -140,9 +144,12 @@ def _fields(doc: dict[str, Any]) -> tuple[MessageId, str, float | None]:
         raise bad("'inputs' is missing: send a nested list, or an object of input name -> nested list")
     timeout_ms = doc.get("timeout_ms")
     if timeout_ms is not None and not (
-        isinstance(timeout_ms, int | float) and not isinstance(timeout_ms, bool) and 0 < timeout_ms < math.inf
+        isinstance(timeout_ms, int | float) and not isinstance(timeout_ms, bool) and 0 < timeout_ms <= MAX_TIMEOUT_MS
     ):
-        raise bad(f"'timeout_ms' must be a positive number of milliseconds, got {timeout_ms!r}")
+        raise bad(
+            f"'timeout_ms' must be a positive number of milliseconds, at most {MAX_TIMEOUT_MS} (a day), "
+            f"got {timeout_ms!r}"
+        )
     return message_id, model, None if timeout_ms is None else timeout_ms / 1000.0
 
 
