@@ -236,7 +236,7 @@ def run_on_one_socket(strategy: st.SearchStrategy[Any]) -> None:
         one_frame()
         loop.run_until_complete(still_serves(ws))
     finally:
-        loop.close()
+        close(loop)
 
 
 def test_websocket_text_frames() -> None:
@@ -279,4 +279,17 @@ def test_rest_bodies(door: Callable[[str, str, bytes], Any]) -> None:
 
         one_request()
     finally:
-        loop.close()
+        close(loop)
+
+
+def close(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a loop after cancelling what the communicators left on it."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+
+    async def drain() -> None:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    loop.run_until_complete(drain())
+    loop.close()
