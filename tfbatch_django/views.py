@@ -112,7 +112,7 @@ def _headers(request: HttpRequest) -> dict[str, str]:
 def _request(
     request: HttpRequest, route: dict[str, str | None], body: bytes, user: Any, headers: dict[str, str], door: str
 ) -> core.Request:
-    context = core.Context(user=user, door=door, host=request.META.get("HTTP_HOST", ""), headers=headers, raw=request)
+    context = core.Context(user=user, door=door, host=request.get_host(), headers=headers, raw=request)
     return core.Request(request.method or "GET", route, body, context, request.META.get("QUERY_STRING", ""))
 
 
