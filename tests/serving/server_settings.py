@@ -1,8 +1,9 @@
-"""Settings of the ASGI servers (daphne, uvicorn) that tests/serving/test_servers.py starts:
+"""Settings of the servers (daphne, uvicorn, runserver --noasgi) that tests/serving/test_servers.py starts:
 fake models only (no TensorFlow in the server), the REST API under both doors."""
 
 from tests.settings import *  # noqa: F403
 
+INSTALLED_APPS = ["daphne", *INSTALLED_APPS]  # noqa: F405 - daphne's runserver has --noasgi (WSGI)
 ROOT_URLCONF = "tests.serving.server_urls"
 ALLOWED_HOSTS = ["127.0.0.1"]
 TFBATCH = {

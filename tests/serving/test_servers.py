@@ -1,7 +1,7 @@
-"""What holds under real ASGI servers (daphne, uvicorn) for oversized bodies and for a
-WebSocket client that never reads (issue 9 defects 8 and 9).
+"""What holds under real servers (daphne, uvicorn; runserver --noasgi for WSGI) for
+oversized bodies and for a WebSocket client that never reads (issue 9 defects 8 and 9).
 
-Both servers run ``tests/serving/server_asgi.py`` (fake models, no TensorFlow) as
+The servers run ``tests/serving/server_asgi.py`` (fake models, no TensorFlow) as
 subprocesses on free loopback ports.
 
 * uvicorn calls the application once the headers are in and hands the body over as it
@@ -65,19 +65,32 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module", params=list(SERVERS))
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    name, port = request.param, free_port()
+    yield from serve(request.param, SERVERS[request.param], "fast/v1/models/double", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def wsgi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    argv = [sys.executable, "manage.py", "runserver", "--noasgi", "--noreload", "127.0.0.1:{port}"]
+    yield from serve("runserver", argv, "sync/v1/models/double", tmp_path_factory)
+
+
+def serve(
+    name: str, argv: list[str], ready: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, int]]:
+    port = free_port()
     log = tmp_path_factory.mktemp(name) / "server.log"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.serving.server_settings"}
-    argv = [arg.format(port=port) for arg in SERVERS[name]]
     with open(log, "wb") as out:
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [arg.format(port=port) for arg in argv], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 60
         while True:
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, f"{name} not ready in 60 s:\n{log.read_text()}"
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/fast/v1/models/double", timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/{ready}", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
@@ -137,6 +150,16 @@ def test_a_declared_oversized_body_is_refused_before_it_is_sent_only_under_uvico
     else:  # daphne calls the application only once the whole body has arrived (module docstring)
         with pytest.raises(TimeoutError):
             raw_request(port, announced, b" " * 1024, timeout=2)
+
+
+@pytest.mark.parametrize("prefix", ["sync", "tfbatch"])
+def test_under_wsgi_the_views_refuse_a_declared_body_before_it_is_sent(wsgi, prefix):
+    _, port = wsgi
+    answer = raw_request(port, head(prefix, 10 * 1024**3), b" " * 1024)  # 10 GiB announced, 1 KB sent
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert b"10737418240 bytes" in answer
+    answer = raw_request(port, head(prefix, LIMIT + 1), b" " * (LIMIT + 1))
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
 
 
 def never_reading_client(port: int, requests: int) -> list[dict]:
