@@ -87,6 +87,17 @@ async def test_a_key_that_is_not_valid_is_401(door):
         }
 
 
+@pytest.mark.parametrize("door", DOORS)
+async def test_a_keys_user_is_remembered_for_the_recheck_interval(door):
+    headers = {"x-api-key": await issue_key(await new_user())}
+    for recheck, after_revoking in ((3600, 200), (0, 401)):
+        with override_settings(TFBATCH={"MODELS": MODELS, "PERMISSION_RECHECK_SECONDS": recheck}):
+            await sync_to_async(ApiKey.objects.update)(is_active=True)
+            assert (await call(door, "POST", PREDICT, BODY, headers=headers)).status == 200
+            await sync_to_async(ApiKey.objects.update)(is_active=False)  # revoked
+            assert (await call(door, "POST", PREDICT, BODY, headers=headers)).status == after_revoking
+
+
 async def test_only_a_digest_of_the_key_is_stored():
     user = await new_user()
     key = await issue_key(user)

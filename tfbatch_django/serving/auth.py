@@ -21,6 +21,7 @@ around them (what Channels' ``database_sync_to_async`` does).
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
 from .errors import ServingError
+from .options import serving_options
 
 __all__ = [
     "csrf_refusal",
@@ -54,14 +56,36 @@ def _refused() -> ServingError:
     return ServingError("unauthorized", "the API key is not valid (unknown, revoked, expired, or its user is inactive)")
 
 
-def user_for_key_sync(key: str) -> Any:
-    """The key's user, or ``unauthorized``."""
-    from ..apikeys import ApiKey
+def user_for_key_sync(key: str, fresh: bool = False) -> Any:
+    """The key's user, or ``unauthorized``.
 
+    A valid key's user is remembered for ``PERMISSION_RECHECK_SECONDS`` (the same grace a
+    WebSocket gives a verdict), so a client sending its key with every request costs one
+    database query per interval, not per request; a revoked key stops working within it.
+    ``fresh``: ask the database (a WebSocket re-checking its key).
+    """
+    from ..apikeys import ApiKey, digest
+
+    ttl = serving_options().permission_recheck_seconds
+    hashed = digest(key)
+    cached = _known_keys.get(hashed)
+    now = time.monotonic()
+    if cached is not None and now - cached[1] < ttl and not fresh:
+        return cached[0]
     user = ApiKey.user_for(key)
     if user is None:
+        _known_keys.pop(hashed, None)
         raise _refused()
+    if ttl > 0:
+        if len(_known_keys) >= _MAX_KNOWN_KEYS:
+            _known_keys.clear()
+        _known_keys[hashed] = (user, now)
     return user
+
+
+#: digest -> (user, when looked up); bounded so that many keys cannot grow it.
+_known_keys: dict[str, tuple[Any, float]] = {}
+_MAX_KNOWN_KEYS = 1024
 
 
 def _fresh_connections(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -78,9 +102,9 @@ def _fresh_connections(func: Callable[..., Any]) -> Callable[..., Any]:
 _user_for_key_async = sync_to_async(_fresh_connections(user_for_key_sync), thread_sensitive=True)
 
 
-async def user_for_key(key: str) -> Any:
+async def user_for_key(key: str, fresh: bool = False) -> Any:
     """The key's user, or ``unauthorized``; never blocks the event loop."""
-    return await _user_for_key_async(key)
+    return await _user_for_key_async(key, fresh)
 
 
 class _CsrfCheck(CsrfViewMiddleware):

@@ -73,7 +73,7 @@ async def scope_context(scope: dict[str, Any], door: str, *, refreshable: bool =
 async def _reload_user(scope: dict[str, Any], key: str | None) -> Any:
     if key is not None:
         try:
-            return await auth.user_for_key(key)
+            return await auth.user_for_key(key, fresh=True)
         except ServingError:
             return AnonymousUser()  # revoked: PERMISSION decides as for anyone
     session = scope.get("session")
