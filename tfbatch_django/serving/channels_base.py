@@ -1,4 +1,6 @@
-"""What both Channels consumers do differently from Channels' defaults, once."""
+"""What both Channels consumers (the fast door, the WebSocket) share: a lean dispatch, and
+who and where the caller is (Django's host validation; an API key's user or the scope's,
+reloadable for long-lived sockets)."""
 
 from __future__ import annotations
 
@@ -31,9 +33,8 @@ class LeanDispatch:
     hop to a worker thread per frame or request. Nothing in these consumers touches the
     database on the event loop (a permission callable that does runs in a worker thread,
     which ``permissions.py`` wraps in ``close_old_connections``), so messages go straight to
-    their handler. And
-    they take no channel-layer messages: an alias no project configures means no
-    channel is created per connection, nor polled.
+    their handler. And they take no channel-layer messages: an alias no project
+    configures means no channel is created per connection, nor polled.
     """
 
     channel_layer_alias = "tfbatch_django:none"

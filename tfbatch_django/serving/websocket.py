@@ -6,9 +6,8 @@ and a client could never contribute more than one row to a batch. Here each requ
 becomes a task of its own, capped per socket in requests (``MAX_IN_FLIGHT_PER_SOCKET``)
 and in bytes held for it (``MAX_BYTES_PER_SOCKET``: its requests in flight, and its
 answers until the server has taken them); a request over either cap is refused at once
-with ``overloaded``. When the client goes away every
-task is cancelled, which withdraws its queued rows from the batcher before they are
-computed.
+with ``overloaded``. When the client goes away every task is cancelled, which withdraws
+its queued rows from the batcher before they are computed.
 """
 
 from __future__ import annotations
