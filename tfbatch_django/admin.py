@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
 
-from .models import Dashboard
+from .models import ApiKey, Dashboard
 from .monitoring import views
 
 if TYPE_CHECKING:
@@ -62,3 +62,34 @@ class DashboardAdmin(_ModelAdmin):
             "has_view_permission": True,
         }
         return views.dashboard(request, context)
+
+
+if TYPE_CHECKING:
+    _KeyAdmin = admin.ModelAdmin[ApiKey]
+else:
+    _KeyAdmin = admin.ModelAdmin
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(_KeyAdmin):
+    """API keys for clients without a session (see ``tfbatch_django.apikeys``).
+
+    A new key is shown once, in the message after saving: only its digest is stored.
+    """
+
+    list_display = ("name", "user", "prefix", "created", "expires", "is_active")
+    list_filter = ("is_active",)
+    search_fields = ("name", "prefix", "user__username")
+    fields = ("user", "name", "expires", "is_active", "prefix", "created")
+    readonly_fields = ("prefix", "created")
+    raw_id_fields = ("user",)
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        key = None if change else obj.assign_new_key()
+        super().save_model(request, obj, form, change)
+        if key is not None:
+            messages.success(
+                request,
+                f"The new API key is {key} — copy it now: only its digest is stored, so it cannot be shown again. "
+                "Clients send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.",
+            )

@@ -68,3 +68,6 @@ class StatsSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} @ {self.host}:{self.pid} {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+from .apikeys import ApiKey as ApiKey  # noqa: E402 - the API keys' table (defined beside their use)

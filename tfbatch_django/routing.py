@@ -17,11 +17,12 @@ from typing import Any
 
 from django.urls import URLPattern, path, re_path
 
-from .serving.http_consumer import RestConsumer
-from .serving.rest import ROUTE
+from .serving import tfserving
+from .serving.core import HttpProtocol
+from .serving.http_consumer import ProtocolConsumer
 from .serving.websocket import PredictConsumer
 
-__all__ = ["http_urlpatterns", "websocket_urlpatterns"]
+__all__ = ["fast_door", "http_urlpatterns", "websocket_urlpatterns"]
 
 websocket_urlpatterns: list[Any] = [path("ws/tfbatch/", PredictConsumer.as_asgi())]
 
@@ -29,4 +30,12 @@ websocket_urlpatterns: list[Any] = [path("ws/tfbatch/", PredictConsumer.as_asgi(
 def http_urlpatterns(prefix: str = "tfbatch/") -> list[URLPattern]:
     """The fast door's routes under ``prefix``: ahead of Django, they answer those URLs
     instead of the views in ``tfbatch_django.urls``, with the same JSON."""
-    return [re_path("^" + re.escape(prefix.lstrip("/")) + ROUTE, RestConsumer.as_asgi())]
+    return [fast_door(tfserving.PROTOCOL, prefix)]
+
+
+def fast_door(protocol: HttpProtocol, prefix: str = "") -> URLPattern:
+    """One route serving ``protocol`` below ``prefix`` through the fast door."""
+    pattern: URLPattern = re_path(
+        "^" + re.escape(prefix.lstrip("/")) + protocol.route, ProtocolConsumer.as_asgi(protocol=protocol)
+    )
+    return pattern

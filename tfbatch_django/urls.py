@@ -6,7 +6,7 @@ Clients then use ``http://host/tfbatch`` as their TF Serving base URL. Under WSG
 
 from django.urls import re_path
 
-from .serving.rest import ROUTE
+from .serving.tfserving import ROUTE
 from .views import rest_api
 
 app_name = "tfbatch_django"

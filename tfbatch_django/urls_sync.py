@@ -2,7 +2,7 @@
 
 from django.urls import re_path
 
-from .serving.rest import ROUTE
+from .serving.tfserving import ROUTE
 from .views import rest_api_sync
 
 app_name = "tfbatch_django"

@@ -1,57 +1,130 @@
-"""TensorFlow Serving's REST API as Django views: one async, one sync.
+"""The Django door: any HTTP protocol of the serving core as Django views, async or sync.
 
-``rest_api`` awaits ``predict()``, so requests from every client of an ASGI worker
-batch together (``tfbatch_django.urls`` mounts it). ``rest_api_sync`` blocks its thread
-in ``predict_sync()``: under WSGI (``runserver --noasgi``, gunicorn with threads) the
-requests of all threads batch together, without an event loop per request
-(``tfbatch_django.urls_sync`` mounts it). Both are thin: the protocol lives in
-``serving.rest``, shared with the Channels fast door.
+``protocol_view(protocol)`` awaits ``predict()``, so requests from every client of an
+ASGI worker batch together (``tfbatch_django.urls`` mounts TensorFlow Serving's REST API
+with it). ``protocol_view_sync(protocol)`` blocks its thread in ``predict_sync()``: under
+WSGI (``runserver --noasgi``, gunicorn with threads) the requests of all threads batch
+together, without an event loop per request (``tfbatch_django.urls_sync``). Both are
+thin: the protocol lives in its ``serving`` module, shared with the Channels fast door.
 
-Both are exempt from CSRF: TensorFlow Serving clients send no token, and a
-prediction changes nothing on the server. Who may predict is the ``PERMISSION``
-setting's decision.
+Who is asking: an API key's user, else the session's (``serving/auth.py``). CSRF is
+enforced as Django REST Framework enforces it: on the session's users only, so
+anonymous and API-key clients (TensorFlow Serving's send no token) need none. Who may
+predict is the ``PERMISSION`` setting's decision.
 """
 
 from __future__ import annotations
 
-from django.core.exceptions import RequestDataTooBig
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from .serving import rest
+from .serving import auth, core, tfserving
 from .serving.errors import ServingError, too_large
 from .serving.options import serving_options
 
-__all__ = ["rest_api", "rest_api_sync"]
+__all__ = ["protocol_view", "protocol_view_sync", "rest_api", "rest_api_sync"]
 
 
-@csrf_exempt
-async def rest_api(
-    request: HttpRequest, model: str, version: str | None = None, action: str | None = None
-) -> HttpResponse:
-    body = _body_or_refusal(request)
-    if isinstance(body, rest.Response):
-        return _http(body)
-    user = await request.auser() if serving_options().permission.needs_user else None
-    return _http(await rest.handle(rest.Route(model, version, action), request.method or "GET", body, user))
+def protocol_view(protocol: core.HttpProtocol) -> Callable[..., Coroutine[Any, Any, HttpResponse]]:
+    """An async view serving ``protocol``; route it with ``re_path("^" + protocol.route, ...)``."""
+
+    @csrf_exempt  # enforced below for the session's users only (see serving/auth.py)
+    async def view(request: HttpRequest, **route: str | None) -> HttpResponse:
+        body = _body_or_refusal(request, protocol)
+        if isinstance(body, core.Response):
+            return _http(body)
+        headers = _headers(request)
+        try:
+            user = await _user(request, headers)
+        except ServingError as exc:
+            return _http(protocol.error(exc))
+        return _http(await core.serve(protocol, _request(request, route, body, user, headers, "django")))
+
+    view.__name__ = view.__qualname__ = f"{protocol.name}_view"
+    return view
 
 
-@csrf_exempt
-def rest_api_sync(
-    request: HttpRequest, model: str, version: str | None = None, action: str | None = None
-) -> HttpResponse:
-    body = _body_or_refusal(request)
-    if isinstance(body, rest.Response):
-        return _http(body)
-    user = request.user if serving_options().permission.needs_user else None
-    return _http(rest.handle_sync(rest.Route(model, version, action), request.method or "GET", body, user))
+def protocol_view_sync(protocol: core.HttpProtocol) -> Callable[..., HttpResponse]:
+    """A sync view serving ``protocol``, for WSGI deployments."""
+
+    @csrf_exempt  # enforced below for the session's users only (see serving/auth.py)
+    def view(request: HttpRequest, **route: str | None) -> HttpResponse:
+        body = _body_or_refusal(request, protocol)
+        if isinstance(body, core.Response):
+            return _http(body)
+        headers = _headers(request)
+        try:
+            user = _user_sync(request, headers)
+        except ServingError as exc:
+            return _http(protocol.error(exc))
+        return _http(core.serve_sync(protocol, _request(request, route, body, user, headers, "django-sync")))
+
+    view.__name__ = view.__qualname__ = f"{protocol.name}_view_sync"
+    return view
 
 
-def _body_or_refusal(request: HttpRequest) -> bytes | rest.Response:
+async def _user(request: HttpRequest, headers: dict[str, str]) -> Any:
+    """The API key's user, else the session's (CSRF-checked on unsafe methods)."""
+    if not serving_options().permission.needs_user:
+        return None
+    key = auth.presented_key(headers)
+    if key is not None:
+        return await auth.user_for_key(key)
+    user = await request.auser()
+    if user.is_authenticated and request.method not in _SAFE:
+        _csrf(await auth.csrf_refusal_async(request))
+    return user
+
+
+def _user_sync(request: HttpRequest, headers: dict[str, str]) -> Any:
+    if not serving_options().permission.needs_user:
+        return None
+    key = auth.presented_key(headers)
+    if key is not None:
+        return auth.user_for_key_sync(key)
+    user = request.user
+    if user.is_authenticated and request.method not in _SAFE:
+        _csrf(auth.csrf_refusal(request))
+    return user
+
+
+_SAFE = ("GET", "HEAD", "OPTIONS", "TRACE")
+
+
+def _csrf(refusal: str | None) -> None:
+    if refusal is not None:
+        raise ServingError("forbidden", refusal)
+
+
+#: TensorFlow Serving's REST API (``tfbatch_django.urls`` and ``urls_sync`` mount these).
+rest_api = protocol_view(tfserving.PROTOCOL)
+rest_api_sync = protocol_view_sync(tfserving.PROTOCOL)
+
+
+def _headers(request: HttpRequest) -> dict[str, str]:
+    return {name.lower(): value for name, value in request.headers.items()}
+
+
+def _request(
+    request: HttpRequest, route: dict[str, str | None], body: bytes, user: Any, headers: dict[str, str], door: str
+) -> core.Request:
+    context = core.Context(user=user, door=door, host=request.get_host(), headers=headers, raw=request)
+    return core.Request(request.method or "GET", route, body, context, request.META.get("QUERY_STRING", ""))
+
+
+def _body_or_refusal(request: HttpRequest, protocol: core.HttpProtocol) -> bytes | core.Response:
+    try:
+        request.get_host()  # ALLOWED_HOSTS, whatever the project's middleware does
+    except DisallowedHost as exc:
+        return protocol.error(ServingError("bad_request", str(exc)))
     try:
         return _body(request)
     except ServingError as exc:
-        return rest.error_response(exc)
+        return protocol.error(exc)
 
 
 def _body(request: HttpRequest) -> bytes:
@@ -76,5 +149,5 @@ def _body(request: HttpRequest) -> bytes:
         ) from None
 
 
-def _http(response: rest.Response) -> HttpResponse:
+def _http(response: core.Response) -> HttpResponse:
     return HttpResponse(response.body, status=response.status, headers=response.headers)

@@ -33,9 +33,14 @@ class Reply:
 async def call(door: str, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None) -> Reply:
     data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
     url = PREFIX[door] + path
-    if door == "fast":
-        from demo_project.asgi import application
+    if door == "fast" or (door == "view" and headers and "host" in headers):
+        # The test client would send its own Host header as well: a Host of our choosing
+        # goes through Django's ASGI handler as a server would hand it over.
+        from django.core.asgi import get_asgi_application
 
+        from demo_project.asgi import application as demo
+
+        application = demo if door == "fast" else get_asgi_application()
         raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
         raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         communicator = HttpCommunicator(application, method, url, body=data, headers=raw_headers)
@@ -43,11 +48,16 @@ async def call(door: str, method: str, path: str, body: Any = None, *, headers: 
         return Reply(
             response["status"], {k.decode().lower(): v.decode() for k, v in response["headers"]}, response["body"]
         )
+    headers = dict(headers or {})
+    extra = {"HTTP_HOST": headers.pop("host")} if "host" in headers else {}  # replaces "testserver"
     if door == "view":
-        response = await AsyncClient().generic(method, url, data, content_type="application/json", headers=headers)
+        client = AsyncClient(enforce_csrf_checks=True)
+        if "cookie" in headers:  # the client sends its jar as one more Cookie header: use the jar
+            client.cookies.load(headers.pop("cookie"))
+        response = await client.generic(method, url, data, content_type="application/json", headers=headers)
     else:
-        client = Client()
+        client = Client(enforce_csrf_checks=True)  # as a browser meets the views
         response = await sync_to_async(client.generic, thread_sensitive=False)(
-            method, url, data, content_type="application/json", headers=headers
+            method, url, data, content_type="application/json", headers=headers, **extra
         )
     return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content)

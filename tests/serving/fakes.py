@@ -78,3 +78,13 @@ def user_in_database(user: Any, model: str) -> bool:
 
 
 NOT_CALLABLE = "a string"
+
+
+WIDE = 250_000  # float32 outputs per row: 1,000,000 bytes, within daphne's 1 MiB frames in binary
+
+
+def wide_runner() -> CallableRunner:
+    """One number in, 1 MB of float32 out per row: answers far larger than requests."""
+    return CallableRunner(
+        lambda x: np.broadcast_to(x, (len(x), WIDE)).copy(), inputs={"x": ("float32", (None, 1))}, outputs=("y",)
+    )

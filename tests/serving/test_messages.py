@@ -56,6 +56,12 @@ def test_numeric_ids_and_no_timeout():
             "'timeout_ms' must be a positive",
             1,
         ),
+        (  # issue 9 defect 1: a huge deadline overflowed the scheduler's wait and failed every request
+            {"id": 1, "model": "m", "inputs": [[1]], "timeout_ms": 1e13},
+            "bad_request",
+            "'timeout_ms' must be a positive number of milliseconds, at most 86400000 (a day), got 10000000000000.0",
+            1,
+        ),
         ({"id": 1, "model": "m", "inputs": [[1]], "timout_ms": 9}, "bad_request", "unknown field(s) 'timout_ms'", 1),
         ("x" * 101, "too_large", "the frame has 101 characters; the limit is 100", None),
     ],

@@ -44,10 +44,42 @@ def test_bad_permission_is_e011(value, message):
     assert message in msg
 
 
-@pytest.mark.parametrize("key", ["MAX_REQUEST_BYTES", "MAX_IN_FLIGHT_PER_SOCKET"])
+@pytest.mark.parametrize("key", ["MAX_REQUEST_BYTES", "MAX_IN_FLIGHT_PER_SOCKET", "MAX_BYTES_PER_SOCKET"])
 @pytest.mark.parametrize("value", [0, -1, 1.5, "10", True])
 def test_bad_limits_are_e012(key, value):
     assert problems(**{key: value}) == [("E012", f"TFBATCH[{key!r}] must be a positive integer, got {value!r}.")]
+
+
+@pytest.mark.parametrize("value", [-1, float("inf"), float("nan"), "5", True, None])
+def test_bad_recheck_interval_is_e012(value):
+    assert problems(PERMISSION_RECHECK_SECONDS=value) == [
+        ("E012", f"TFBATCH['PERMISSION_RECHECK_SECONDS'] must be a number of seconds >= 0, got {value!r}.")
+    ]
+
+
+def test_a_socket_budget_below_one_request_is_e012():
+    assert problems(MAX_REQUEST_BYTES=1000, MAX_BYTES_PER_SOCKET=999) == [
+        (
+            "E012",
+            "TFBATCH['MAX_BYTES_PER_SOCKET'] (999) is smaller than TFBATCH['MAX_REQUEST_BYTES'] (1000): "
+            "a socket could not send the largest request allowed.",
+        )
+    ]
+
+
+def test_serving_options_carry_every_serving_setting():
+    settings = {
+        "MODELS": MODELS,
+        "PERMISSION": "staff",
+        "MAX_REQUEST_BYTES": 11,
+        "MAX_IN_FLIGHT_PER_SOCKET": 3,
+        "MAX_BYTES_PER_SOCKET": 1234,
+        "PERMISSION_RECHECK_SECONDS": 0,
+    }
+    with override_settings(TFBATCH=settings):
+        options = serving_options()
+    assert (options.permission.setting, options.max_request_bytes, options.max_in_flight_per_socket) == ("staff", 11, 3)
+    assert (options.max_bytes_per_socket, options.permission_recheck_seconds) == (1234, 0.0)
 
 
 def test_checks_report_them_with_a_hint():

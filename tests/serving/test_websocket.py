@@ -176,6 +176,28 @@ async def test_requests_over_the_per_socket_cap_are_overloaded(gate):
     assert answered == [0, 1]
 
 
+async def test_requests_over_the_per_socket_byte_budget_are_overloaded(gate):
+    """Issue 9 defect 9: bytes held for one socket are bounded, not only its request count."""
+    gate.hold()
+    big = json.dumps({"id": 0, "model": "gated", "inputs": [[1.5, 2.5]] * 40})  # ~520 characters
+    with override_settings(TFBATCH={**SETTINGS, "MAX_REQUEST_BYTES": 1000, "MAX_BYTES_PER_SOCKET": 1200}):
+        ws = await connect()
+        await ws.send_to(text_data=big)
+        await ws.send_to(text_data=big.replace('"id": 0', '"id": 1'))
+        refused = await ask(ws, json.loads(big.replace('"id": 0', '"id": 2')))
+        small = {"id": 3, "model": "gated", "inputs": [[3, 3]]}  # fits in what is left
+        await ws.send_to(text_data=json.dumps(small))
+        gate.release()
+        answered = sorted([json.loads(await ws.receive_from(timeout=10))["id"] for _ in range(3)])
+        again = await ask(ws, json.loads(big.replace('"id": 0', '"id": 4')))  # the budget is given back
+        await ws.disconnect()
+    assert (refused["id"], refused["error"]["code"]) == (2, "overloaded")
+    assert f"holds {2 * len(big)} bytes" in refused["error"]["message"]
+    assert "TFBATCH['MAX_BYTES_PER_SOCKET'] (1200)" in refused["error"]["message"]
+    assert answered == [0, 1, 3]
+    assert again["id"] == 4 and "outputs" in again
+
+
 async def test_disconnect_cancels_queued_requests_before_they_are_computed(gate):
     gate.hold()
     ws = await connect()
@@ -219,6 +241,20 @@ async def test_forbidden_until_logged_in_under_the_library_default():
         reply = await ask(user, {"id": 2, "model": "double", "inputs": [[1, 2, 3]]})
         assert reply["outputs"] == [[2, 4, 6]]
         await user.disconnect()
+
+
+async def test_permission_comes_before_the_model_so_refused_callers_learn_no_names():
+    with override_settings(TFBATCH={"MODELS": MODELS}):
+        anonymous = await connect()
+        reply = await ask(anonymous, {"id": 1, "model": "nope", "inputs": [[1, 2, 3]]})
+        assert reply["error"]["code"] == "forbidden"
+        assert "double" not in reply["error"]["message"]
+        await anonymous.disconnect()
+    anyone = await connect()  # PERMISSION "any": a permitted caller is told what exists
+    reply = await ask(anyone, {"id": 2, "model": "nope", "inputs": [[1, 2, 3]]})
+    assert reply["error"]["code"] == "model_not_found"
+    assert "double" in reply["error"]["message"]
+    await anyone.disconnect()
 
 
 def logged_in_cookie() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,8 @@ SERVING_DEFAULTS: dict[str, Any] = {
     "PERMISSION": "authenticated",  # "authenticated", "staff", "any", or a dotted path to f(user, model) -> bool
     "MAX_REQUEST_BYTES": 2_621_440,  # largest HTTP body / WebSocket frame accepted (413 / too_large)
     "MAX_IN_FLIGHT_PER_SOCKET": 64,  # requests one WebSocket may have unanswered at once
+    "MAX_BYTES_PER_SOCKET": 67_108_864,  # bytes of requests in flight + answers being sent, per WebSocket
+    "PERMISSION_RECHECK_SECONDS": 5,  # a socket reloads its user and re-asks PERMISSION this often (0: every request)
 }
 
 #: ``PERMISSION`` shortcuts (anything else must be a dotted path to a callable).
@@ -43,9 +46,27 @@ def check_serving(top: Mapping[str, Any], problems: list[Problem]) -> None:
                         _PERMISSION_HINT,
                     )
                 )
-    for key in ("MAX_REQUEST_BYTES", "MAX_IN_FLIGHT_PER_SOCKET"):
+    for key in ("MAX_REQUEST_BYTES", "MAX_IN_FLIGHT_PER_SOCKET", "MAX_BYTES_PER_SOCKET"):
         if not (is_int(top[key]) and top[key] >= 1):
             problems.append(Problem("E012", f"TFBATCH[{key!r}] must be a positive integer, got {top[key]!r}."))
+    if (
+        is_int(top["MAX_BYTES_PER_SOCKET"])
+        and is_int(top["MAX_REQUEST_BYTES"])
+        and 1 <= top["MAX_BYTES_PER_SOCKET"] < top["MAX_REQUEST_BYTES"]
+    ):
+        problems.append(
+            Problem(
+                "E012",
+                f"TFBATCH['MAX_BYTES_PER_SOCKET'] ({top['MAX_BYTES_PER_SOCKET']}) is smaller than "
+                f"TFBATCH['MAX_REQUEST_BYTES'] ({top['MAX_REQUEST_BYTES']}): a socket could not send the largest "
+                "request allowed.",
+            )
+        )
+    recheck = top["PERMISSION_RECHECK_SECONDS"]
+    if not (isinstance(recheck, int | float) and not isinstance(recheck, bool) and 0 <= recheck < math.inf):
+        problems.append(
+            Problem("E012", f"TFBATCH['PERMISSION_RECHECK_SECONDS'] must be a number of seconds >= 0, got {recheck!r}.")
+        )
 
 
 _PERMISSION_HINT = "Use 'authenticated', 'staff', 'any', or a dotted path to a callable (user, model_name) -> bool."

@@ -20,6 +20,7 @@ logger = logging.getLogger("tfbatch_django.serving")
 HTTP_STATUS: dict[str, int] = {
     "bad_request": 400,
     "invalid_input": 400,
+    "unauthorized": 401,
     "forbidden": 403,
     "model_not_found": 404,
     "method_not_allowed": 405,

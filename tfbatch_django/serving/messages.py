@@ -1,4 +1,4 @@
-"""The WebSocket message protocol: one JSON object per text frame, each way.
+"""The WebSocket message protocol, on the serving core: one JSON object per text frame, each way.
 
     request  {"id": "a1", "model": "digits", "inputs": [[...]], "timeout_ms": 500}
     answer   {"id": "a1", "outputs": [[...]], "batch": {"size": 12, "queue_ms": 1.9, "run_ms": 0.8}}
@@ -35,15 +35,18 @@ import numpy as np
 
 from ..batching import Prediction
 from . import codec
+from .core import Context, Flow, Predict, permitted_model
 from .errors import ServingError, describe_error, too_large
 
 __all__ = [
     "FIELDS",
     "FrameError",
     "Message",
+    "MessageId",
     "answer",
     "answer_binary",
     "failure",
+    "flow",
     "parse_binary_message",
     "parse_message",
 ]
@@ -51,6 +54,10 @@ __all__ = [
 MessageId = str | int | float | None
 
 FIELDS = ("id", "model", "inputs", "timeout_ms")
+
+#: The longest deadline a frame may ask for: longer ones are mistakes (or attempts to
+#: overflow a timer), and a request nobody answers for a day is as good as lost.
+MAX_TIMEOUT_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -88,12 +95,15 @@ def _parse(text: str, max_bytes: int) -> Message:
             f"nested list, got {type(inputs).__name__}",
             message_id,
         )
-    if '"b64"' in text:
-        try:
+    try:
+        if '"b64"' in text:
             inputs = codec.decode_b64(inputs)
-        except ServingError as exc:
-            raise FrameError("bad_request", exc.message, message_id) from None
-    return Message(message_id, model, codec.as_tensors(inputs), timeout)
+        inputs = codec.as_tensors(inputs)
+    except ServingError as exc:
+        raise FrameError("bad_request", exc.message, message_id) from None
+    except RecursionError:
+        raise FrameError("bad_request", codec.too_deep("the frame").message, message_id) from None
+    return Message(message_id, model, inputs, timeout)
 
 
 def _check_size(size: int, max_bytes: int, unit: str) -> None:
@@ -134,9 +144,12 @@ def _fields(doc: dict[str, Any]) -> tuple[MessageId, str, float | None]:
         raise bad("'inputs' is missing: send a nested list, or an object of input name -> nested list")
     timeout_ms = doc.get("timeout_ms")
     if timeout_ms is not None and not (
-        isinstance(timeout_ms, int | float) and not isinstance(timeout_ms, bool) and 0 < timeout_ms < math.inf
+        isinstance(timeout_ms, int | float) and not isinstance(timeout_ms, bool) and 0 < timeout_ms <= MAX_TIMEOUT_MS
     ):
-        raise bad(f"'timeout_ms' must be a positive number of milliseconds, got {timeout_ms!r}")
+        raise bad(
+            f"'timeout_ms' must be a positive number of milliseconds, at most {MAX_TIMEOUT_MS} (a day), "
+            f"got {timeout_ms!r}"
+        )
     return message_id, model, None if timeout_ms is None else timeout_ms / 1000.0
 
 
@@ -184,7 +197,7 @@ def _tensor(data: bytes, offset: int, name: str, spec: Any, message_id: MessageI
     where = f"input {name!r}" if name else "the input"
     dtype = spec.get("dtype") if isinstance(spec, dict) else None
     shape = spec.get("shape") if isinstance(spec, dict) else None
-    if dtype not in _RAW_DTYPES:
+    if not isinstance(dtype, str) or dtype not in _RAW_DTYPES:
         raise FrameError(
             "bad_request",
             f"{where}: 'dtype' must be one of {', '.join(sorted(_RAW_DTYPES))} (strings go in JSON frames), "
@@ -250,3 +263,10 @@ def answer_binary(message_id: MessageId, prediction: Prediction) -> bytes | str:
 def failure(message_id: MessageId, exc: BaseException) -> str:
     code, message = describe_error(exc)
     return codec.dumps({"id": message_id, "error": {"code": code, "message": message}}).decode()
+
+
+def flow(context: Context, message: Message) -> Flow[str | bytes]:
+    """One request of a socket: permission, then the model, then the prediction."""
+    yield from permitted_model(context, message.model)
+    prediction: Prediction = yield Predict(message.model, message.inputs, message.timeout)
+    return answer_binary(message.id, prediction) if message.binary else answer(message.id, prediction)

@@ -20,6 +20,8 @@ class ServingOptions:
     permission: Permission
     max_request_bytes: int
     max_in_flight_per_socket: int
+    max_bytes_per_socket: int
+    permission_recheck_seconds: float
 
 
 _cache: tuple[TFBatchConfig, ServingOptions] | None = None
@@ -37,6 +39,8 @@ def serving_options() -> ServingOptions:
         permission=Permission(raw["PERMISSION"]),
         max_request_bytes=raw["MAX_REQUEST_BYTES"],
         max_in_flight_per_socket=raw["MAX_IN_FLIGHT_PER_SOCKET"],
+        max_bytes_per_socket=raw["MAX_BYTES_PER_SOCKET"],
+        permission_recheck_seconds=float(raw["PERMISSION_RECHECK_SECONDS"]),
     )
     _cache = (config, options)
     return options

@@ -43,9 +43,12 @@ def parse_predict(body: bytes, config: ModelConfig, options: ServingOptions) -> 
             + ("; this request has both" if has_rows else ""),
         )
     value = doc["instances"] if has_rows else doc["inputs"]
-    if b'"b64"' in body:
-        value = codec.decode_b64(value)
-    return codec.as_tensors(_rows_to_columns(value) if has_rows else value), has_columns
+    try:
+        if b'"b64"' in body:
+            value = codec.decode_b64(value)
+        return codec.as_tensors(_rows_to_columns(value) if has_rows else value), has_columns
+    except RecursionError:
+        raise codec.too_deep("the request body") from None
 
 
 _KINDS: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}

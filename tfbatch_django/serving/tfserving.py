@@ -1,4 +1,4 @@
-"""TensorFlow Serving's REST API, written once for every HTTP front door.
+"""TensorFlow Serving's REST API, one protocol on the serving core (``core``).
 
     POST /v1/models/<name>[/versions/<n>]:predict   {"instances": [...]} or {"inputs": ...}
     GET  /v1/models/<name>[/versions/<n>]           version status
@@ -6,42 +6,44 @@
 
 Answers are shaped as TensorFlow Serving shapes them, so its existing clients work
 unchanged; errors are ``{"error": "<message>"}`` with the status ``errors.HTTP_STATUS``
-gives their code.
-
-The request flow (``_flow``) is a generator that *yields* the three things that block
-(the permission check, loading a model, the prediction) instead of doing them, so
-that the very same code serves async front doors (``handle``: the Django async view
-and the Channels fast door, which await each step) and sync ones (``handle_sync``: the
-sync Django view under WSGI, which blocks on each step with ``predict_sync``).
+gives their code. Mounted by the Django views (``tfbatch_django.urls``, ``urls_sync``)
+and the Channels fast door (``routing.http_urlpatterns``), which drive the same flow.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ..api import predict_detailed, predict_detailed_sync, warmup
 from ..batching import Prediction
-from ..conf import ModelConfig, get_config
-from ..exceptions import ModelLoadError, ModelNotFound
+from ..conf import ModelConfig
+from ..exceptions import ModelNotFound
 from ..registry import READY, ModelHandle, registry
 from ..runners.savedmodel_meta import SignatureMeta, read_signatures, resolve_savedmodel_dir
 from . import codec
-from .errors import HTTP_STATUS, ServingError, describe_error
+from .core import (
+    Flow,
+    HttpProtocol,
+    Load,
+    Predict,
+    Request,
+    Response,
+    WrongMethod,
+    error_response,
+    json_response,
+    permitted_model,
+)
+from .errors import ServingError
 from .options import serving_options
-from .permissions import Permission
-from .rest_body import parse_predict
+from .tfserving_body import parse_predict
 
-__all__ = ["ROUTE", "Response", "Route", "error_response", "handle", "handle_sync"]
+__all__ = ["PROTOCOL", "ROUTE", "Route", "TFServing", "error_response"]
 
 #: The URL below the mount point; both front doors route with it (Django's ``re_path``
 #: and Channels' ``URLRouter`` pass its groups as keyword arguments).
 ROUTE = r"v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[0-9]+))?(?P<action>:[A-Za-z]+|/metadata)?/?$"
 
-_JSON = "application/json"
 _PREDICT_METHOD = "tensorflow/serving/predict"
 
 # numpy dtype name -> TensorFlow's DataType enum name, as TF Serving writes metadata.
@@ -72,135 +74,34 @@ class Route:
     action: str | None = None
 
 
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+class TFServing(HttpProtocol):
+    name = "tfserving"
+    route = ROUTE
+
+    def flow(self, request: Request) -> Flow[Response]:
+        route = Route(str(request.route["model"]), request.route.get("version"), request.route.get("action"))
+        predicting = _endpoint(route, request.method)
+        config = yield from permitted_model(request.context, route.model)
+        if route.version is not None:
+            _check_version(config, int(route.version))
+        if predicting:
+            with codec.collector_paused():
+                inputs, columnar = parse_predict(request.body, config, serving_options())
+            prediction: Prediction = yield Predict(route.model, inputs)
+            return _predicted(prediction, columnar)
+        if route.action is None:
+            return _status(config)
+        return (yield from _metadata(config))
 
 
-def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(status, codec.dumps(payload), {"Content-Type": _JSON, **(headers or {})})
-
-
-def error_response(exc: BaseException) -> Response:
-    code, message = describe_error(exc)
-    headers = {"Retry-After": "1"} if code == "overloaded" else {}
-    if code == "method_not_allowed" and isinstance(exc, _WrongMethod):
-        headers["Allow"] = exc.allow
-    return json_response(HTTP_STATUS[code], {"error": message}, headers)
-
-
-class _WrongMethod(ServingError):
-    def __init__(self, method: str, allow: str, what: str) -> None:
-        super().__init__("method_not_allowed", f"{what} takes {allow}, not {method}")
-        self.allow = allow
-
-
-# ---------------------------------------------------------------- the blocking steps
-
-
-@dataclass(frozen=True)
-class _Allowed:
-    permission: Permission
-    user: Any
-    model: str
-
-    def run_sync(self) -> bool:
-        return self.permission.check_sync(self.user, self.model)
-
-    async def run_async(self) -> bool:
-        return await self.permission.check(self.user, self.model)
-
-
-@dataclass(frozen=True)
-class _Predict:
-    model: str
-    inputs: Any
-
-    def run_sync(self) -> Prediction:
-        return predict_detailed_sync(self.model, self.inputs)
-
-    async def run_async(self) -> Prediction:
-        return await predict_detailed(self.model, self.inputs)
-
-
-@dataclass(frozen=True)
-class _Load:
-    model: str
-
-    def run_sync(self) -> dict[str, str]:
-        return warmup([self.model])
-
-    async def run_async(self) -> dict[str, str]:
-        handle = registry.get(self.model)
-        with contextlib.suppress(ModelLoadError):  # the handle's status and error say why
-            await handle.aload()
-        return {self.model: handle.status}
-
-
-_Step = _Allowed | _Predict | _Load
-_Flow = Generator[_Step, Any, Response]
-
-
-def handle_sync(route: Route, method: str, body: bytes, user: Any) -> Response:
-    """Serve one request from sync code (blocks this thread on the model)."""
-    flow = _flow(route, method, body, user)
-    try:
-        step = next(flow)
-        while True:
-            step = flow.send(step.run_sync())
-    except StopIteration as done:
-        response: Response = done.value
-    except Exception as exc:  # noqa: BLE001 - every failure becomes an error response
-        response = error_response(exc)
-    return _for_method(response, method)
-
-
-async def handle(route: Route, method: str, body: bytes, user: Any) -> Response:
-    """Serve one request from async code; requests from every client batch together."""
-    flow = _flow(route, method, body, user)
-    try:
-        step = next(flow)
-        while True:
-            step = flow.send(await step.run_async())
-    except StopIteration as done:
-        response: Response = done.value
-    except Exception as exc:  # noqa: BLE001 - every failure becomes an error response
-        response = error_response(exc)
-    return _for_method(response, method)
-
-
-def _for_method(response: Response, method: str) -> Response:
-    """A HEAD request gets the GET answer's status and headers, and no body (RFC 9110, 9.3.2)."""
-    if method != "HEAD":
-        return response
-    return Response(response.status, b"", {**response.headers, "Content-Length": str(len(response.body))})
-
-
-def _flow(route: Route, method: str, body: bytes, user: Any) -> _Flow:
-    options = serving_options()
-    predicting = _endpoint(route, method)
-    if not (yield _Allowed(options.permission, user, route.model)):
-        raise ServingError("forbidden", options.permission.refusal(route.model))
-    config = _model_config(route.model)
-    if route.version is not None:
-        _check_version(config, int(route.version))
-    if predicting:
-        with codec.collector_paused():
-            inputs, columnar = parse_predict(body, config, options)
-        prediction: Prediction = yield _Predict(route.model, inputs)
-        return _predicted(prediction, columnar)
-    if route.action is None:
-        return _status(config)
-    return (yield from _metadata(config))
+PROTOCOL = TFServing()
 
 
 def _endpoint(route: Route, method: str) -> bool:
     """True for ``:predict``; False for the GET endpoints. Refuses other verbs and methods."""
     if route.action == ":predict":
         if method != "POST":
-            raise _WrongMethod(method, "POST", ":predict")
+            raise WrongMethod(method, "POST", ":predict")
         return True
     if route.action not in (None, "/metadata"):
         raise ServingError(
@@ -209,16 +110,8 @@ def _endpoint(route: Route, method: str) -> bool:
             "(':predict'), model status and '/metadata'",
         )
     if method not in ("GET", "HEAD"):
-        raise _WrongMethod(method, "GET, HEAD", "model status" if route.action is None else "metadata")
+        raise WrongMethod(method, "GET, HEAD", "model status" if route.action is None else "metadata")
     return False
-
-
-def _model_config(name: str) -> ModelConfig:
-    config = get_config().models.get(name)
-    if config is None:
-        registry.get(name)  # raises ModelNotFound with the list of configured models
-        raise ModelNotFound(f"no model named {name!r}", model=name)
-    return config
 
 
 def _version(config: ModelConfig) -> int:
@@ -291,7 +184,7 @@ def _status(config: ModelConfig) -> Response:
     return json_response(200, {"model_version_status": [entry]})
 
 
-def _metadata(config: ModelConfig) -> Generator[_Step, Any, Response]:
+def _metadata(config: ModelConfig) -> Flow[Response]:
     signature = config.runner.signature
     if config.runner.format == "savedmodel":
         assert config.runner.path is not None
@@ -309,7 +202,7 @@ def _metadata(config: ModelConfig) -> Generator[_Step, Any, Response]:
     else:  # Keras files and custom runners describe themselves once loaded
         handle: ModelHandle = registry.get(config.name)
         if handle.status != READY:
-            yield _Load(config.name)
+            yield Load(config.name)
         if handle.status != READY:
             raise ServingError("model_error", handle.error or f"model {config.name!r} is not loaded")
         info = handle.runner_info

@@ -233,6 +233,22 @@ async def test_forbidden_is_403_and_names_the_rule(door):
         assert (await call(door, "GET", "v1/models/double/metadata")).status == 403
 
 
+async def test_permission_comes_before_the_model_so_refused_callers_learn_no_names(door):
+    with override_settings(TFBATCH={"MODELS": MODELS}):  # anonymous callers are refused
+        for method, path in [
+            ("POST", "v1/models/nope:predict"),
+            ("GET", "v1/models/nope"),
+            ("GET", "v1/models/nope/metadata"),
+        ]:
+            reply = await call(door, method, path, {"instances": [[1]]} if method == "POST" else None)
+            assert reply.status == 403
+            assert "double" not in reply.json()["error"]
+    with override_settings(TFBATCH={"MODELS": MODELS, "PERMISSION": "any"}):  # permitted: the names help
+        reply = await call(door, "POST", "v1/models/nope:predict", {"instances": [[1]]})
+        assert reply.status == 404
+        assert "double" in reply.json()["error"]
+
+
 GATED = {
     "MODELS": {
         "gated": {"RUNNER": "tests.serving.fakes.gated_runner", "MAX_QUEUE_SIZE": 1, "WARMUP": False},

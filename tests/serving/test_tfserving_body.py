@@ -8,7 +8,7 @@ import pytest
 from tfbatch_django.conf.parse import parse
 from tfbatch_django.serving.errors import ServingError
 from tfbatch_django.serving.options import serving_options
-from tfbatch_django.serving.rest_body import parse_predict
+from tfbatch_django.serving.tfserving_body import parse_predict
 
 CONFIG = parse({"MODELS": {"m": {"RUNNER": "tests.fakes.double_runner"}}})[0].models["m"]
 
