@@ -1,8 +1,11 @@
-"""The REST API through Django's views: async ones under tfbatch/, sync ones under sync/."""
+"""The REST API through Django's views: async ones under tfbatch/, sync ones under sync/;
+the Open Inference Protocol's async views at the root, its sync ones under sync/."""
 
 from django.urls import include, path
 
 urlpatterns = [
     path("tfbatch/", include("tfbatch_django.urls", namespace="async")),
     path("sync/", include("tfbatch_django.urls_sync", namespace="sync")),
+    path("", include("tfbatch_django.urls_v2", namespace="v2")),
+    path("sync/", include("tfbatch_django.urls_v2_sync", namespace="v2-sync")),
 ]

@@ -13,14 +13,12 @@ and the Channels fast door (``routing.http_urlpatterns``), which drive the same 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from ..batching import Prediction
 from ..conf import ModelConfig
 from ..exceptions import ModelNotFound
 from ..registry import READY, ModelHandle, registry
-from ..runners.savedmodel_meta import SignatureMeta, read_signatures, resolve_savedmodel_dir
 from . import codec
 from .core import (
     Flow,
@@ -35,6 +33,7 @@ from .core import (
     permitted_model,
 )
 from .errors import ServingError
+from .model_io import savedmodel_directory, savedmodel_signatures, served_version
 from .options import serving_options
 from .tfserving_body import parse_predict
 
@@ -114,29 +113,7 @@ def _endpoint(route: Route, method: str) -> bool:
     return False
 
 
-def _version(config: ModelConfig) -> int:
-    """The served version: a TF Serving version directory's number, else 0.
-
-    Once the model is loaded, the version it loaded: a newer directory copied in
-    meanwhile is not what answers requests.
-    """
-    loaded = registry.get(config.name).runner_info
-    if "version" in loaded:
-        return int(loaded["version"] or 0)
-    path = config.runner.path
-    if path is None or config.runner.format != "savedmodel":
-        return 0
-    try:
-        version = resolve_savedmodel_dir(path)[1]
-    except FileNotFoundError:
-        return 0
-    return 0 if version is None else version
-
-
-@lru_cache(maxsize=64)
-def _signatures(directory: str) -> dict[str, SignatureMeta]:
-    """A SavedModel's signatures; version directories never change, so read each once."""
-    return read_signatures(directory)
+_version = served_version
 
 
 def _check_version(config: ModelConfig, version: int) -> None:
@@ -188,10 +165,8 @@ def _metadata(config: ModelConfig) -> Flow[Response]:
     signature = config.runner.signature
     if config.runner.format == "savedmodel":
         assert config.runner.path is not None
-        loaded = registry.get(config.name).runner_info.get("path")  # the version being served
         try:
-            directory = loaded or str(resolve_savedmodel_dir(config.runner.path)[0])
-            meta = _signatures(directory)[signature]
+            meta = savedmodel_signatures(savedmodel_directory(config))[signature]
         except (OSError, ValueError, KeyError) as exc:  # the checks (E002, E005) said so already
             raise ServingError(
                 "model_error", f"model {config.name!r}: its SavedModel signature {signature!r} cannot be read ({exc})"
