@@ -78,3 +78,16 @@ def user_in_database(user: Any, model: str) -> bool:
 
 
 NOT_CALLABLE = "a string"
+
+
+def bytes_runner() -> CallableRunner:
+    """Two string outputs, one named ``*_bytes``: TF Serving writes that one as base64."""
+
+    def run(text: np.ndarray) -> dict[str, np.ndarray]:
+        return {"raw_bytes": text.copy(), "echo": text.copy()}
+
+    return CallableRunner(
+        run,
+        inputs={"text": ("string", (None,))},
+        outputs={"raw_bytes": ("string", (None,)), "echo": ("string", (None,))},
+    )
