@@ -56,7 +56,8 @@ def test_names_the_runners_use():
     assert v2.datatype_of_name("float32") == "FP32"
     assert v2.datatype_of_name("string") == "BYTES"
     assert v2.datatype_of_name("bool") == "BOOL"
-    assert v2.datatype_of_name("bfloat16") == "BFLOAT16"  # numpy has no bfloat16: named, not served
+    assert v2.datatype_of_name("bfloat16") == "BF16"  # with or without ml_dtypes loaded
+    assert v2.datatype_of_name("complex64") == "COMPLEX64"  # no v2 datatype: named as it is
     assert v2.datatype_of(np.dtype("U3")) == v2.datatype_of(np.dtype(object)) == "BYTES"
 
 
@@ -72,6 +73,15 @@ def test_names_the_runners_use():
 def test_binary_that_does_not_add_up(data, datatype, shape, error):
     with pytest.raises(ValueError, match=error.replace("[", r"\[").replace("]", r"\]")):
         v2.from_binary(data, datatype, shape)
+
+
+def test_bfloat16_outputs_are_named_and_written_inputs_refused():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    array = np.array([1.0, -2.5], dtype=ml_dtypes.bfloat16)
+    assert v2.datatype_of(array.dtype) == "BF16"
+    assert v2.to_binary(array) == np.array([1.0, -2.5], "<f4").view("<u2")[1::2].tobytes()
+    with pytest.raises(KeyError, match="'BF16' is not accepted here; send FP32"):
+        v2.numpy_dtype("BF16")
 
 
 def test_unknown_types():

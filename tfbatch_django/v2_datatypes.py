@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "BF16",
     "BYTES",
     "TO_NUMPY",
     "datatype_of",
@@ -28,8 +29,11 @@ __all__ = [
 ]
 
 BYTES = "BYTES"
+BF16 = "BF16"
 
-#: v2 datatype -> numpy dtype (little-endian). BF16 has no numpy dtype and is not served.
+#: v2 datatype -> numpy dtype (little-endian). ``BF16`` has no numpy dtype of its own
+#: (``ml_dtypes`` adds one when TensorFlow or JAX is loaded): bfloat16 outputs are named
+#: and written, inputs of that datatype are refused.
 TO_NUMPY: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(np.bool_),
     "UINT8": np.dtype("<u1"),
@@ -54,6 +58,8 @@ def numpy_dtype(datatype: str) -> np.dtype[Any]:
     try:
         return TO_NUMPY[datatype]
     except KeyError:
+        if datatype == BF16:
+            raise KeyError("datatype 'BF16' is not accepted here; send FP32 (it is cast as the model needs)") from None
         raise KeyError(f"unknown datatype {datatype!r}; known: {', '.join(TO_NUMPY)}") from None
 
 
@@ -61,6 +67,8 @@ def datatype_of(dtype: np.dtype[Any]) -> str:
     """The v2 datatype of a numpy dtype: strings and bytes (``object``, ``S``, ``U``) are ``BYTES``."""
     if dtype.kind in "OSU":
         return BYTES
+    if dtype.name == "bfloat16":
+        return BF16
     name = _BY_KIND_SIZE.get((dtype.kind, dtype.itemsize))
     if name is None:
         raise ValueError(f"numpy dtype {dtype} has no Open Inference Protocol datatype")
@@ -71,9 +79,11 @@ def datatype_of_name(name: str) -> str:
     """The v2 datatype of a dtype name as the runners describe tensors (``"float32"``, ``"string"``)."""
     if name == "string":
         return BYTES
+    if name == "bfloat16":
+        return BF16
     try:
         return datatype_of(np.dtype(name))
-    except TypeError:  # a dtype numpy does not know (bfloat16 from a SavedModel)
+    except (TypeError, ValueError):  # a dtype numpy does not know
         return name.upper()
 
 
@@ -86,8 +96,10 @@ def to_binary(array: np.ndarray) -> bytes:
             parts.append(struct.pack("<I", len(data)))
             parts.append(data)
         return b"".join(parts)
-    dtype = TO_NUMPY[datatype_of(array.dtype)]
-    return np.ascontiguousarray(array, dtype=dtype).tobytes()
+    datatype = datatype_of(array.dtype)
+    if datatype == BF16:  # two bytes each, the upper half of a float32
+        return np.ascontiguousarray(array).tobytes()
+    return np.ascontiguousarray(array, dtype=TO_NUMPY[datatype]).tobytes()
 
 
 def from_binary(data: bytes | memoryview, datatype: str, shape: tuple[int, ...]) -> np.ndarray:

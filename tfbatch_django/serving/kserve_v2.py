@@ -26,7 +26,7 @@ import re
 from typing import Any
 
 from .. import __version__, v2_datatypes
-from ..conf import ModelConfig, get_config
+from ..conf import ModelConfig
 from ..exceptions import ModelNotFound
 from ..registry import NOT_LOADED, READY, registry
 from ..runners.savedmodel_meta import TensorMeta
@@ -95,7 +95,7 @@ def _all_ready() -> bool:
     for handle in handles.values():
         if handle.status == NOT_LOADED:
             handle.start_loading()
-    return all(h.status == READY for h in handles.values()) and set(handles) == set(get_config().models)
+    return all(h.status == READY for h in handles.values())
 
 
 def _metadata(config: ModelConfig, version: int) -> Flow[Response]:
