@@ -137,29 +137,45 @@ def _input(i: int, item: Any, binary: memoryview, offset: int) -> tuple[str, np.
 
 
 def _from_json(what: str, data: Any, datatype: str, dtype: np.dtype[Any], shape: list[int]) -> np.ndarray:
-    flat = _flatten(data if isinstance(data, list) else [data])
+    """JSON ``data`` (flat or nested) -> an array of ``shape``, checked against ``datatype``.
+
+    Numbers go through one ``np.asarray`` (C, not a Python loop per element): measured
+    here on a 32x32x3 image (``bench/bench_protocols.py``), checking each element in
+    Python first made a v2 JSON request cost 2.1x a TF Serving row-format one; now 0.5x.
+    """
     count = int(np.prod(shape, dtype=np.int64))
-    if len(flat) != count:
-        raise _bad(f"{what}: 'data' has {len(flat)} elements; shape {shape} holds {count}")
     if datatype == v2_datatypes.BYTES:
+        flat = _flatten(data if isinstance(data, list) else [data])
+        if len(flat) != count:
+            raise _bad(f"{what}: 'data' has {len(flat)} elements; shape {shape} holds {count}")
         if not all(isinstance(v, str) for v in flat):
             raise _bad(f"{what}: BYTES data must be strings")
         array = np.empty(count, dtype=object)
         array[:] = [v.encode("utf-8") for v in flat]
         return array.reshape(shape)
+    try:
+        raw = np.asarray(data)
+    except (ValueError, OverflowError):
+        raise _bad(f"{what}: 'data' is ragged or holds values that are not {datatype}") from None
+    if raw.size != count:
+        raise _bad(f"{what}: 'data' has {raw.size} elements; shape {shape} holds {count}")
+    kind = raw.dtype.kind
     if datatype == "BOOL":
-        if not all(isinstance(v, bool) for v in flat):
+        if kind != "b" and raw.size:
             raise _bad(f"{what}: BOOL data must be true or false")
-    elif not all(isinstance(v, int | float) and not isinstance(v, bool) for v in flat):
+    elif kind not in "iuf" and raw.size:
         raise _bad(f"{what}: {datatype} data must be numbers")
+    elif dtype.kind in "iu" and kind == "f":
+        raise _bad(f"{what}: {datatype} data must be integers")
+    elif dtype.kind in "iu" and raw.size:
+        info = np.iinfo(dtype)
+        if raw.min() < info.min or raw.max() > info.max:
+            raise _bad(f"{what}: a value does not fit {datatype}")
     try:
         with np.errstate(over="raise", invalid="raise"):
-            array = np.asarray(flat, dtype=dtype)
-    except (OverflowError, ValueError, FloatingPointError):
+            return raw.astype(dtype, copy=False).reshape(shape)
+    except FloatingPointError:
         raise _bad(f"{what}: a value does not fit {datatype}") from None
-    if dtype.kind in "iu" and any(isinstance(v, float) for v in flat):
-        raise _bad(f"{what}: {datatype} data must be integers")
-    return array.reshape(shape)
 
 
 def _flatten(data: list[Any]) -> list[Any]:
