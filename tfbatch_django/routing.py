@@ -31,12 +31,9 @@ websocket_urlpatterns: list[Any] = [path("ws/tfbatch/", PredictConsumer.as_asgi(
 
 def http_urlpatterns(prefix: str = "tfbatch/") -> list[URLPattern]:
     """The fast door's routes under ``prefix``: ahead of Django, they answer those URLs
-    instead of the views in ``tfbatch_django.urls``, with the same JSON. Every other URL
-    under a non-empty ``prefix`` is the API's JSON 404 (at the root, the rest is Django's)."""
-    routes = [fast_door(tfserving.PROTOCOL, prefix)]
-    if prefix.strip("/"):
-        routes.append(fast_door(tfserving.NOT_FOUND, prefix))
-    return routes
+    instead of the views in ``tfbatch_django.urls``, with the same JSON (every other URL
+    under ``<prefix>v1`` included: the API's JSON 404)."""
+    return [fast_door(tfserving.PROTOCOL, prefix), fast_door(tfserving.NOT_FOUND, prefix)]
 
 
 def v2_urlpatterns() -> list[URLPattern]:

@@ -9,6 +9,6 @@ app_name = "tfbatch_django"
 
 urlpatterns = [
     re_path("^" + ROUTE, rest_api_sync, name="rest"),
-    # Any other URL under the mount point: a JSON 404, as API clients expect, not an HTML page.
+    # Any other URL under v1/: a JSON 404, as API clients expect, not an HTML page.
     re_path("^" + UNKNOWN_ROUTE, protocol_view_sync(NOT_FOUND), name="not_found"),
 ]

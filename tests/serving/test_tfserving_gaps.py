@@ -61,9 +61,9 @@ async def test_labels_of_other_versions_and_unknown_labels(door):
 
 
 @pytest.mark.parametrize(
-    "path", ["v1", "v1/models", "v1/models/", "v1/foo", "v1/models/half_plus_two/versions/x", "elsewhere/v1/models/a"]
+    "path", ["v1", "v1/", "v1/models", "v1/models/", "v1/foo", "v1/models/half_plus_two/versions/x", "v1/models/a/b/c"]
 )
-async def test_every_unknown_url_under_the_api_is_a_json_404(door, path):
+async def test_every_unknown_url_under_v1_is_a_json_404(door, path):
     reply = await call(door, "GET", path)
     assert (reply.status, reply.headers["content-type"]) == (404, "application/json")
     assert reply.json()["error"].startswith("no endpoint GET ")

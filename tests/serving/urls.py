@@ -5,7 +5,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("tfbatch/", include("tfbatch_django.urls", namespace="async")),
-    # Before TF Serving's sync URLs: those answer every other URL under sync/ with a JSON 404.
+    # Beside TF Serving's sync URLs (which answer every other URL under sync/v1/ with a JSON 404).
     path("sync/", include("tfbatch_django.urls_v2_sync", namespace="v2-sync")),
     path("sync/", include("tfbatch_django.urls_sync", namespace="sync")),
     path("", include("tfbatch_django.urls_v2", namespace="v2")),

@@ -8,7 +8,7 @@
 Answers are shaped as TensorFlow Serving shapes them, so its existing clients work
 unchanged; errors are ``{"error": "<message>"}`` with the status ``errors.HTTP_STATUS``
 gives their code. A label names a version through the model's ``VERSION_LABELS``
-setting; any other URL under the mount point is a JSON 404 (``NOT_FOUND``). Mounted
+setting; any other URL under ``v1`` is a JSON 404 (``NOT_FOUND``). Mounted
 by the Django views (``tfbatch_django.urls``, ``urls_sync``) and the Channels fast door
 (``routing.http_urlpatterns``), which drive the same flow.
 """
@@ -51,8 +51,9 @@ ROUTE = (
     r"v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
     r"(?P<action>:[A-Za-z]+|/metadata)?/?$"
 )
-#: Everything else below the mount point (routed after ``ROUTE``): a JSON 404.
-UNKNOWN_ROUTE = r"(?P<path>.*)$"
+#: Every other URL under ``v1`` (routed after ``ROUTE``): a JSON 404. Only ``v1``, as
+#: TensorFlow Serving's own handler: a project may mount the API at its root.
+UNKNOWN_ROUTE = r"(?P<path>v1(?:/.*)?)$"
 
 _PREDICT_METHOD = "tensorflow/serving/predict"
 
@@ -119,7 +120,7 @@ PROTOCOL = TFServing()
 
 
 class UnknownEndpoint(HttpProtocol):
-    """Any other URL below the API's mount point: a JSON 404, not the framework's HTML page."""
+    """Any other URL under the API's ``v1``: a JSON 404, not the framework's HTML page."""
 
     name = "tfserving_not_found"
     route = UNKNOWN_ROUTE
