@@ -386,3 +386,65 @@ async def test_head_answers_like_get_without_a_body(door):
     get = await v2(door, "GET", "v2/models/half_plus_two")
     head = await v2(door, "HEAD", "v2/models/half_plus_two")
     assert (head.status, head.body, head.headers["content-length"]) == (200, b"", str(len(get.body)))
+
+
+GATED = {
+    "MODELS": {
+        "gated": {"RUNNER": "tests.serving.fakes.gated_runner", "MAX_QUEUE_SIZE": 2, "WARMUP": False},
+        "gated_timeout": {"RUNNER": "tests.serving.fakes.gated_runner", "TIMEOUT_MS": 50, "WARMUP": False},
+    },
+    "PERMISSION": "any",
+}
+
+
+def gated_input(value: float) -> dict:
+    return {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [value, value]}]}
+
+
+async def test_v2_and_tf_serving_requests_share_one_batch(door, gate):
+    import asyncio
+
+    from tfbatch_django import get_stats
+
+    with override_settings(TFBATCH=GATED):
+        gate.hold()
+        first = asyncio.create_task(v2(door, "POST", "v2/models/gated/infer", gated_input(1)))
+        await until(gate.entered.is_set, "the first request runs")
+        v2_queued = asyncio.create_task(v2(door, "POST", "v2/models/gated/infer", gated_input(2)))
+        tfs_queued = asyncio.create_task(call(door, "POST", "v1/models/gated:predict", {"instances": [[3, 3]]}))
+        await until(lambda: get_stats("gated")["gated"]["queue_depth"] == 2, "both requests queue")
+        gate.release()
+        replies = [await first, await v2_queued, await tfs_queued]
+    assert [r.status for r in replies] == [200, 200, 200]
+    assert [b.tolist() for b in gate.batches] == [[[1, 1]], [[2, 2], [3, 3]]]  # one batch, both protocols
+    assert replies[1].headers["x-tfbatch-batch-size"] == replies[2].headers["x-tfbatch-batch-size"] == "2"
+    assert replies[1].json()["outputs"][0] == {"name": "y", "datatype": "FP32", "shape": [1, 2], "data": [4.0, 4.0]}
+    assert replies[2].json() == {"predictions": [{"y": [6.0, 6.0], "sum": 6.0}]}
+
+
+async def test_overloaded_is_503_with_retry_after(door, gate):
+    import asyncio
+
+    from tfbatch_django import get_stats
+
+    with override_settings(TFBATCH=GATED):
+        gate.hold()
+        running = asyncio.create_task(v2(door, "POST", "v2/models/gated/infer", gated_input(1)))
+        await until(gate.entered.is_set, "the first request runs")
+        queued = [asyncio.create_task(v2(door, "POST", "v2/models/gated/infer", gated_input(i))) for i in (2, 3)]
+        await until(lambda: get_stats("gated")["gated"]["queue_depth"] == 2, "the queue is full")
+        refused = await v2(door, "POST", "v2/models/gated/infer", gated_input(4))
+        gate.release()
+        answers = [await running, *[await q for q in queued]]
+    assert (refused.status, refused.headers["retry-after"]) == (503, "1")
+    assert "overloaded" in refused.json()["error"]
+    assert [a.status for a in answers] == [200, 200, 200]
+
+
+async def test_timeout_is_504(door, gate):
+    with override_settings(TFBATCH=GATED):
+        gate.hold()
+        reply = await v2(door, "POST", "v2/models/gated_timeout/infer", gated_input(1))
+        gate.release()
+    assert reply.status == 504
+    assert "gated_timeout" in reply.json()["error"]
