@@ -18,7 +18,9 @@ from .doors import DOORS, V2_PREFIX, Reply, call
 from .fakes import until
 from .test_tfserving import MODELS
 
-SETTINGS = {"MODELS": MODELS, "PERMISSION": "any", "STATS_PUBLISH_INTERVAL": None}
+#: The first fast-door test imports the demo's asgi.py, which starts publishing stats unless told not to.
+QUIET = {"STATS_PUBLISH_INTERVAL": None}
+SETTINGS = {"MODELS": MODELS, "PERMISSION": "any", **QUIET}
 
 pytestmark = [
     pytest.mark.urls("tests.serving.urls"),
@@ -59,7 +61,7 @@ async def test_live_is_200_with_an_empty_body(door):
 
 
 async def test_ready_once_every_model_is_loaded_and_warm(door):
-    with override_settings(TFBATCH={"MODELS": {"double": MODELS["double"], "pair": MODELS["pair"]}}):
+    with override_settings(TFBATCH={**QUIET, "MODELS": {"double": MODELS["double"], "pair": MODELS["pair"]}}):
         # Models load lazily; the probe starts their loads, so polling it brings readiness.
         first = await v2(door, "GET", "v2/health/ready")
         assert (first.status, first.body) in ((400, b""), (200, b""))
@@ -77,7 +79,7 @@ async def test_ready_once_every_model_is_loaded_and_warm(door):
 
 async def test_not_ready_while_a_configured_model_failed_to_load(door):
     models = {"double": MODELS["double"], "half_plus_three": MODELS["half_plus_three"]}
-    with override_settings(TFBATCH={"MODELS": models, "PERMISSION": "any"}):
+    with override_settings(TFBATCH={**QUIET, "MODELS": models, "PERMISSION": "any"}):
         assert (await v2(door, "GET", "v2/health/ready")).status == 400
         await until_model_settled(door, "half_plus_three")
         assert (await v2(door, "GET", "v2/models/double/ready")).status == 200
@@ -92,7 +94,7 @@ async def until_model_settled(door: str, model: str) -> None:
 
 
 async def test_health_needs_no_permission_and_reveals_nothing(door):
-    with override_settings(TFBATCH={"MODELS": {"double": MODELS["double"]}}):  # anonymous callers refused
+    with override_settings(TFBATCH={**QUIET, "MODELS": {"double": MODELS["double"]}}):  # anonymous refused
         live = await v2(door, "GET", "v2/health/live")
         ready = await v2(door, "GET", "v2/health/ready")
         assert (live.status, live.body) == (200, b"")
@@ -394,6 +396,7 @@ GATED = {
         "gated_timeout": {"RUNNER": "tests.serving.fakes.gated_runner", "TIMEOUT_MS": 50, "WARMUP": False},
     },
     "PERMISSION": "any",
+    **QUIET,
 }
 
 
