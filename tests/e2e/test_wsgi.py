@@ -52,8 +52,8 @@ def test_concurrent_requests_under_wsgi(runserver, prefix):
 
 @pytest.mark.parametrize("prefix", ["sync", ""])  # urls_v2_sync's views, urls_v2's async views
 def test_tritonclient_under_wsgi(runserver, prefix):
-    """The Open Inference Protocol's sync views under WSGI, found by ``tritonclient`` at a
-    base path (``host:port/sync``), threads batching together in ``predict_sync()``."""
+    """The Open Inference Protocol's views under WSGI, found by ``tritonclient`` at a base
+    path (``host:port/sync``) or at the root, from concurrent threads, JSON and binary."""
     import numpy as np
     import tritonclient.http as triton
 
