@@ -82,6 +82,18 @@ def test_infer_half_plus_two(client, binary_in, binary_out):
     assert ("parameters" in response["outputs"][0]) == (binary_out is not False)
 
 
+@pytest.mark.parametrize(("request_encoding", "response_encoding"), [("gzip", "deflate"), ("deflate", "gzip")])
+def test_infer_compressed(client, request_encoding, response_encoding):
+    x = np.array([[1.0], [2.0]], dtype=np.float32)
+    result = client.infer(
+        "half_plus_two",
+        [x_input(x, True)],
+        request_compression_algorithm=request_encoding,
+        response_compression_algorithm=response_encoding,
+    )
+    np.testing.assert_array_equal(result.as_numpy("y"), [[2.5], [3.0]])
+
+
 def test_infer_tf2_export_and_keras_model(client, classifier, images):
     x = np.array([1.0, 2.0, 5.0], dtype=np.float32)
     result = client.infer("half_plus_two_tf2", [x_input(x, True)], model_version="123")

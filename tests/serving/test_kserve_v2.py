@@ -271,6 +271,22 @@ async def test_bytes_tensors_as_json_and_as_binary(door):
     assert "not UTF-8" in reply.json()["error"] and "binary_data" in reply.json()["error"]
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_compressed_requests_and_answers(door, encoding):
+    import gzip
+    import zlib
+
+    compress = gzip.compress if encoding == "gzip" else zlib.compress
+    decompress = gzip.decompress if encoding == "gzip" else zlib.decompress
+    body = compress(json.dumps(infer_x([1.0, 2.0])).encode())
+    headers = {"Content-Encoding": encoding, "Accept-Encoding": f"{encoding};q=1.0, identity;q=0.5"}
+    reply = await v2(door, "POST", "v2/models/half_plus_two/infer", body, headers)
+    assert (reply.status, reply.headers["content-encoding"]) == (200, encoding)
+    assert json.loads(decompress(reply.body))["outputs"][0]["data"] == [2.5, 3.0]
+    plain = await v2(door, "POST", "v2/models/half_plus_two/infer", body, {"Content-Encoding": encoding})
+    assert "content-encoding" not in plain.headers and plain.json()["outputs"][0]["data"] == [2.5, 3.0]
+
+
 async def test_head_answers_like_get_without_a_body(door):
     get = await v2(door, "GET", "v2/models/half_plus_two")
     head = await v2(door, "HEAD", "v2/models/half_plus_two")

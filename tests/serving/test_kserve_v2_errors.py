@@ -3,6 +3,8 @@ message saying what was wrong (the endpoints themselves: ``test_kserve_v2.py``).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from django.test import override_settings
@@ -132,6 +134,29 @@ async def test_too_large_is_413(door):
         reply = await v2(door, "POST", "v2/models/double/infer", infer_x([1.0] * 30))
     assert reply.status == 413
     assert "TFBATCH['MAX_REQUEST_BYTES']" in reply.json()["error"]
+
+
+async def test_bodies_in_encodings_it_cannot_read_are_400_and_bombs_413(door):
+    import gzip
+
+    body = gzip.compress(json.dumps(infer_x([1.0])).encode())
+    for encoding, data, error in [
+        ("br", body, "Content-Encoding 'br' is not supported; send gzip, deflate or none"),
+        ("gzip", b"not gzip at all", "the body is not valid gzip data"),
+        ("gzip", body[:-12], "the gzip body is truncated"),
+    ]:
+        reply = await v2(door, "POST", "v2/models/half_plus_two/infer", data, {"Content-Encoding": encoding})
+        assert (reply.status, error in reply.json()["error"]) == (400, True), reply.json()
+    bomb = gzip.compress(b" " * 1_000_000)  # 1 MB of spaces in about 1 KB
+    with override_settings(TFBATCH={**SETTINGS, "MAX_REQUEST_BYTES": 100_000}):
+        reply = await v2(door, "POST", "v2/models/half_plus_two/infer", bomb, {"Content-Encoding": "gzip"})
+    assert (reply.status, reply.json()) == (
+        413,
+        {
+            "error": "the decompressed request body has at least 100001 bytes; "
+            "the limit is 100000 (TFBATCH['MAX_REQUEST_BYTES'])"
+        },
+    )
 
 
 async def test_overloaded_is_503_with_retry_after(door, gate):

@@ -11,6 +11,8 @@ Clients written for Triton, KServe, MLServer or Seldon (``tritonclient`` among t
 work unchanged: mounted at a project's root (``tfbatch_django.urls_v2`` for Django,
 ``routing.v2_urlpatterns()`` for the Channels fast door), the host is their server URL.
 Requests batch with every other request for the same model, whatever the protocol.
+``infer`` takes gzip or deflate bodies (``Content-Encoding``) and compresses its answer
+when ``Accept-Encoding`` asks, as Triton does.
 
 The two health endpoints need no permission and say nothing else (empty bodies, the
 status is the answer). ``health/ready`` also starts loading models nobody has used yet,
@@ -32,8 +34,9 @@ from ..registry import NOT_LOADED, READY, registry
 from ..runners.savedmodel_meta import TensorMeta
 from .core import Flow, HttpProtocol, Predict, Request, Response, WrongMethod, json_response, permitted_model
 from .errors import ServingError
-from .kserve_v2_body import parse_infer, render_infer
+from .kserve_v2_body import compressed, decoded_body, parse_infer, render_infer
 from .model_io import served_version, signature_tensors
+from .options import serving_options
 
 __all__ = ["EXTENSIONS", "PROTOCOL", "ROUTE", "KServeV2"]
 
@@ -76,9 +79,10 @@ class KServeV2(HttpProtocol):
             return Response(200 if registry.get(name).status == READY else 400, b"")
         if action is None:
             return (yield from _metadata(config, served))
-        infer = parse_infer(request.body, request.context.headers)
+        headers = request.context.headers
+        infer = parse_infer(decoded_body(request.body, headers, serving_options().max_request_bytes), headers)
         prediction = yield Predict(name, infer.inputs)
-        return render_infer(name, served_version(config), infer, prediction)
+        return compressed(render_infer(name, served_version(config), infer, prediction), headers.get("accept-encoding"))
 
 
 PROTOCOL = KServeV2()

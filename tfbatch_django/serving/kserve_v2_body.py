@@ -13,8 +13,10 @@ when the request asks (the output's ``binary_data`` parameter, or the request's
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,9 +25,9 @@ from .. import v2_datatypes
 from ..batching import Prediction
 from . import codec
 from .core import JSON, Response
-from .errors import ServingError
+from .errors import ServingError, too_large
 
-__all__ = ["HEADER_LENGTH", "InferRequest", "parse_infer", "render_infer"]
+__all__ = ["HEADER_LENGTH", "InferRequest", "compressed", "decoded_body", "parse_infer", "render_infer"]
 
 HEADER_LENGTH = "inference-header-content-length"
 _OCTETS = "application/octet-stream"
@@ -249,6 +251,44 @@ def render_infer(model: str, version: int, request: InferRequest, prediction: Pr
         return Response(200, header, {"Content-Type": JSON, **headers})
     headers["Inference-Header-Content-Length"] = str(len(header))
     return Response(200, b"".join([header, *blobs]), {"Content-Type": _OCTETS, **headers})
+
+
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def decoded_body(body: bytes, headers: Mapping[str, str], limit: int) -> bytes:
+    """The body, decompressed when ``Content-Encoding`` says gzip or deflate (as
+    ``tritonclient`` sends it with ``request_compression_algorithm``); never more than
+    ``limit`` bytes decompressed, so a small bomb cannot fill the memory."""
+    encoding = headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in _WBITS:
+        raise _bad(f"Content-Encoding {encoding!r} is not supported; send gzip, deflate or none")
+    inflater = zlib.decompressobj(_WBITS[encoding])
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise _bad(f"the body is not valid {encoding} data ({exc})") from None
+    if len(data) > limit:
+        raise too_large(limit + 1, limit, what="the decompressed request body has at least")
+    if not inflater.eof:
+        raise _bad(f"the {encoding} body is truncated")
+    return data
+
+
+def compressed(response: Response, accept: str | None) -> Response:
+    """The answer compressed as ``Accept-Encoding`` asks (gzip or deflate), else as it is.
+    ``Inference-Header-Content-Length`` still counts the uncompressed JSON, as the
+    protocol's clients read it after decompressing."""
+    tokens = {t.split(";")[0].strip().lower() for t in (accept or "").split(",")}
+    if "gzip" in tokens:
+        body, encoding = gzip.compress(response.body, compresslevel=1), "gzip"
+    elif "deflate" in tokens:
+        body, encoding = zlib.compress(response.body, 1), "deflate"
+    else:
+        return response
+    return replace(response, body=body, headers={**response.headers, "Content-Encoding": encoding})
 
 
 def _json_data(name: str, array: np.ndarray) -> Any:
