@@ -45,6 +45,7 @@ demo: venv
 bench: venv
 	$(BIN)/python bench/bench_serving.py
 	$(BIN)/python bench/bench_batcher.py
+	$(BIN)/python bench/bench_protocols.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

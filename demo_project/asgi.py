@@ -6,6 +6,10 @@
   Django); ``/tfbatch/v1/models/...`` is the same API through Django's views. A project
   that wants only the fast door routes it at the views' prefix (``http_urlpatterns()``
   defaults to ``tfbatch/``), and clients see no difference.
+* HTTP ``/v2/...``: the Open Inference Protocol (KServe v2) through the fast door, at
+  the root where ``tritonclient`` and Kubernetes probes look (``/v2/health/ready``).
+  ``urls.py`` mounts the same protocol's Django views at the root too: they answer
+  when the project runs without this ASGI application (``runserver --noasgi``).
 * Everything else: Django, with static files served from the app directories (the
   demo page's script and styles, the admin's and the batching dashboard's; daphne
   serves no static files itself, and nothing comes from a CDN).
@@ -25,7 +29,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import re_path  # noqa: E402
 
 from tfbatch_django import start_publishing, warmup  # noqa: E402
-from tfbatch_django.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
+from tfbatch_django.routing import http_urlpatterns, v2_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 # Load the models before serving, so the first request finds them warm (each load ends
 # with gc.freeze(): see GC_FREEZE in the README), then publish this process's batch
@@ -36,7 +40,13 @@ start_publishing()
 application = ProtocolTypeRouter(
     {
         "http": AuthMiddlewareStack(
-            URLRouter([*http_urlpatterns("fast/"), re_path(r"", ASGIStaticFilesHandler(django_asgi_app))])  # type: ignore[arg-type]
+            URLRouter(
+                [
+                    *http_urlpatterns("fast/"),
+                    *v2_urlpatterns(),
+                    re_path(r"", ASGIStaticFilesHandler(django_asgi_app)),  # type: ignore[arg-type]
+                ]
+            )
         ),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }

@@ -8,4 +8,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # TensorFlow Serving's REST API (async Django views): base URL http://127.0.0.1:8000/tfbatch
     path("tfbatch/", include("tfbatch_django.urls")),
+    # The Open Inference Protocol (KServe v2) at the root: http://127.0.0.1:8000/v2/health/ready
+    path("", include("tfbatch_django.urls_v2")),
 ]

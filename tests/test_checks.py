@@ -146,6 +146,16 @@ def test_e008_jit_compile_is_true_false_or_none():
         ]
 
 
+def test_e008_version_labels_map_labels_to_version_numbers():
+    assert run(model(VERSION_LABELS={"stable": 1, "canary": 2})) == []
+    for labels in ([1], {"stable": "1"}, {"stable": -1}):
+        [(cid, msg, _)] = run(model(VERSION_LABELS=labels))
+        assert (cid, msg) == (
+            "tfbatch_django.E008",
+            f"TFBATCH['MODELS']['m']: VERSION_LABELS must be a dict of label -> version number, got {labels!r}.",
+        )
+
+
 def test_e009_device():
     [(cid, msg, _)] = run(model(DEVICE="tpu"))
     assert (cid, msg) == (

@@ -48,3 +48,27 @@ def test_concurrent_requests_under_wsgi(runserver, prefix):
     assert [r.json() for r in replies] == [{"predictions": [[i + 1, i + 1]]} for i in range(CLIENTS)]
     if prefix == "sync":  # threads blocked in predict_sync() share batches
         assert max(int(r.headers["x-tfbatch-batch-size"]) for r in replies) > 1
+
+
+@pytest.mark.parametrize("prefix", ["sync", ""])  # urls_v2_sync's views, urls_v2's async views
+def test_tritonclient_under_wsgi(runserver, prefix):
+    """The Open Inference Protocol's views under WSGI, found by ``tritonclient`` at a base
+    path (``host:port/sync``) or at the root, from concurrent threads, JSON and binary."""
+    import numpy as np
+    import tritonclient.http as triton
+
+    url = f"{runserver.host}:{runserver.port}" + (f"/{prefix}" if prefix else "")
+
+    def infer(i: int) -> Any:
+        with triton.InferenceServerClient(url=url) as client:
+            x = triton.InferInput("x", [1, 2], "FP32")
+            x.set_data_from_numpy(np.full((1, 2), i, np.float32), binary_data=bool(i % 2))
+            return client.infer("slow", [x], request_id=str(i)).as_numpy("y")
+
+    with triton.InferenceServerClient(url=url) as client:
+        assert client.is_server_live()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        answers = list(pool.map(infer, range(CLIENTS)))
+    assert [a.tolist() for a in answers] == [[[i + 1, i + 1]] for i in range(CLIENTS)]
+    with triton.InferenceServerClient(url=url) as client:  # loaded by the requests above
+        assert client.is_model_ready("slow") and client.is_server_ready()

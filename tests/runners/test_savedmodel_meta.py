@@ -27,6 +27,29 @@ def test_tf2_export_with_fixed_batch_and_no_internal_signatures():
     assert sigs["serving_default"].inputs == (TensorMeta("x", "float32", (1,), "serving_default_x:0"),)
 
 
+def test_internal_signatures_on_request():
+    sigs = read_signatures(TFSERVING / "saved_model_half_plus_two_tf2_cpu", internal=True)
+    init = sigs["__saved_model_init_op"]
+    assert (init.method_name, init.inputs) == ("", ())
+    assert init.outputs == (TensorMeta("__saved_model_init_op", "unknown", None, "NoOp"),)
+
+
+def test_the_meta_graph_tagged_serve_is_read_not_the_first(tf, tmp_path):
+    """A SavedModel may hold several meta graphs (training, serving): TF Serving loads ``serve``."""
+    from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+
+    model = saved_model_pb2.SavedModel()
+    for tag, signature in (("train", "training_only"), ("serve", "served")):
+        graph = model.meta_graphs.add()
+        graph.meta_info_def.tags.append(tag)
+        sig = graph.signature_def[signature]
+        sig.method_name = "tensorflow/serving/predict"
+        sig.inputs["x"].CopyFrom(meta_graph_pb2.TensorInfo(name="x:0", dtype=1))
+    (tmp_path / "saved_model.pb").write_bytes(model.SerializeToString())
+    assert list(read_signatures(tmp_path)) == ["served"]
+    assert is_tf1_export(tmp_path)  # the serve graph has no object graph
+
+
 def test_agrees_with_tensorflow_on_a_keras_export(classifier, tf):
     ours = read_signatures(classifier.savedmodel_path)["serving_default"]
     fn = tf.saved_model.load(str(classifier.savedmodel_path)).signatures["serving_default"]

@@ -182,3 +182,30 @@ def test_concurrent_batches_on_a_thread_safe_savedmodel(classifier, images):
         np.testing.assert_allclose(got, classifier.direct(images[:36]).numpy(), rtol=1e-5, atol=1e-6)
     finally:
         batcher.close()
+
+
+def test_invalid_argument_inside_the_graph_is_invalid_input_in_tensorflows_words(tf):
+    from tfbatch_django.exceptions import InvalidInput
+    from tfbatch_django.serving.tf_example import serialize_example
+
+    runner = SavedModelRunner(HALF_PLUS_TWO, signature="regress_x_to_y")
+    wrong = np.array([serialize_example({"x": 1})], dtype=object)  # int64 where a float is parsed
+    with pytest.raises(InvalidInput) as info:
+        runner.run({"inputs": wrong})
+    assert info.value.message == (
+        "Name: <unknown>, Key: x, Index: 0.  Data types don't match. Data type: int64 but expected type: float"
+        "\n\t [[{{node ParseExample/ParseExample}}]]"
+    )
+    assert isinstance(info.value.__cause__, tf.errors.InvalidArgumentError)
+
+
+def test_op_error_message_keeps_the_ops_words_only():
+    from tfbatch_django.runners.tensorflow import op_error_message
+
+    raw = (
+        "Graph execution error:\n\nDetected at node ParseExample defined at (most recent call last):\n"
+        '  File "/srv/app/x.py", line 4, in <module>\n\n  File "/srv/y.py", line 9, in f\n\n'
+        "Key: x.  Data types don't match\n\t [[{{node ParseExample}}]] [Op:__inference_pruned_171]"
+    )
+    assert op_error_message(raw) == "Key: x.  Data types don't match\n\t [[{{node ParseExample}}]]"
+    assert op_error_message("plain message") == "plain message"

@@ -18,6 +18,8 @@ from django.test import AsyncClient, Client
 
 DOORS = ["view", "sync", "fast"]
 PREFIX = {"view": "/tfbatch/", "sync": "/sync/", "fast": "/fast/"}
+#: The Open Inference Protocol sits at the root (the sync views under sync/, beside TF Serving's).
+V2_PREFIX = {"view": "/", "sync": "/sync/", "fast": "/"}
 
 
 @dataclass
@@ -30,9 +32,17 @@ class Reply:
         return json.loads(self.body)
 
 
-async def call(door: str, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None) -> Reply:
+async def call(
+    door: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    prefixes: dict[str, str] = PREFIX,
+) -> Reply:
     data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
-    url = PREFIX[door] + path
+    url = prefixes[door] + path
     if door == "fast" or (door == "view" and headers and "host" in headers):
         # The test client would send its own Host header as well: a Host of our choosing
         # goes through Django's ASGI handler as a server would hand it over.

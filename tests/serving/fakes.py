@@ -88,3 +88,16 @@ def wide_runner() -> CallableRunner:
     return CallableRunner(
         lambda x: np.broadcast_to(x, (len(x), WIDE)).copy(), inputs={"x": ("float32", (None, 1))}, outputs=("y",)
     )
+
+
+def bytes_runner() -> CallableRunner:
+    """Two string outputs, one named ``*_bytes``: TF Serving writes that one as base64."""
+
+    def run(text: np.ndarray) -> dict[str, np.ndarray]:
+        return {"raw_bytes": text.copy(), "echo": text.copy()}
+
+    return CallableRunner(
+        run,
+        inputs={"text": ("string", (None,))},
+        outputs={"raw_bytes": ("string", (None,)), "echo": ("string", (None,))},
+    )

@@ -112,7 +112,8 @@ async def test_metadata_of_a_savedmodel_is_shaped_like_tf_servings(door):
     reply = await call(door, "GET", "v1/models/half_plus_two/metadata")
     assert reply.status == 200
     shape = {"dim": [{"size": "-1", "name": ""}, {"size": "1", "name": ""}], "unknown_rank": False}
-    # As TF Serving answers for this model, graph tensor names included.
+    examples = {"dtype": "DT_STRING", "tensor_shape": {"dim": [], "unknown_rank": True}, "name": "tf_example:0"}
+    # As TF Serving answers for this model: every signature, graph tensor names included.
     assert reply.json() == {
         "model_spec": {"name": "half_plus_two", "signature_name": "", "version": "123"},
         "metadata": {
@@ -122,7 +123,27 @@ async def test_metadata_of_a_savedmodel_is_shaped_like_tf_servings(door):
                         "inputs": {"x": {"dtype": "DT_FLOAT", "tensor_shape": shape, "name": "x:0"}},
                         "outputs": {"y": {"dtype": "DT_FLOAT", "tensor_shape": shape, "name": "y:0"}},
                         "method_name": "tensorflow/serving/predict",
-                    }
+                    },
+                    "classify_x_to_y": {
+                        "inputs": {"inputs": examples},
+                        "outputs": {"scores": {"dtype": "DT_FLOAT", "tensor_shape": shape, "name": "y:0"}},
+                        "method_name": "tensorflow/serving/classify",
+                    },
+                    "regress_x_to_y2": {
+                        "inputs": {"inputs": examples},
+                        "outputs": {"outputs": {"dtype": "DT_FLOAT", "tensor_shape": shape, "name": "y2:0"}},
+                        "method_name": "tensorflow/serving/regress",
+                    },
+                    "regress_x_to_y": {
+                        "inputs": {"inputs": examples},
+                        "outputs": {"outputs": {"dtype": "DT_FLOAT", "tensor_shape": shape, "name": "y:0"}},
+                        "method_name": "tensorflow/serving/regress",
+                    },
+                    "regress_x2_to_y3": {
+                        "inputs": {"inputs": {"dtype": "DT_FLOAT", "tensor_shape": shape, "name": "x2:0"}},
+                        "outputs": {"outputs": {"dtype": "DT_FLOAT", "tensor_shape": shape, "name": "y3:0"}},
+                        "method_name": "tensorflow/serving/regress",
+                    },
                 }
             }
         },
@@ -180,7 +201,7 @@ async def test_strings_in_base64_and_out_as_text(door):
         ("double:predict", {"instances": [["a", "b", "c"]]}, 400, "input 'x' has dtype string/object"),
         ("pair:predict", {"inputs": {"a": [[1, 2]]}}, 400, "missing 'b'"),
         ("double:predict", {"instances": [{"b64": "%%"}]}, 400, "is not valid base64"),
-        ("double:classify", {"examples": []}, 400, "':classify' is not supported"),
+        ("double:explain", {"examples": []}, 400, "Malformed request: POST v1/models/double:explain"),
         ("nope:predict", {"instances": [[1, 2, 3]]}, 404, "no model named 'nope'; configured models: 'double'"),
         ("nope", None, 404, "no model named 'nope'"),
         ("nope/metadata", None, 404, "no model named 'nope'"),

@@ -263,3 +263,22 @@ def logged_in_cookie() -> str:
     client = Client()
     client.force_login(User.objects.create_user("alice"))
     return "; ".join(f"{k}={v.value}" for k, v in client.cookies.items())
+
+
+async def test_invalid_argument_inside_the_model_is_invalid_input_in_its_words():
+    import base64
+
+    from tfbatch_django.serving.tf_example import serialize_example
+
+    from .test_tfserving import TFSERVING
+
+    regress = {"PATH": TFSERVING / "saved_model_half_plus_two_cpu", "SIGNATURE": "regress_x_to_y"}
+    example = base64.b64encode(serialize_example({"x": 1})).decode()  # an int64 where the graph parses a float
+    with override_settings(TFBATCH={"MODELS": {"regress": regress}, "PERMISSION": "any"}):
+        ws = await connect()
+        try:
+            answer = await ask(ws, {"id": 1, "model": "regress", "inputs": {"inputs": [{"b64": example}]}})
+        finally:
+            await ws.disconnect()
+    assert answer["error"]["code"] == "invalid_input"
+    assert answer["error"]["message"].startswith("Name: <unknown>, Key: x, Index: 0.  Data types don't match.")

@@ -29,6 +29,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "JIT_COMPILE": None,  # None: the framework's default (Keras: compiled on JAX); True/False force it
     "WARMUP": True,  # run every batch size once at load time
     "MAX_CONCURRENT_BATCHES": 1,  # >1 only for thread-safe runners (SavedModel)
+    "VERSION_LABELS": {},  # TF Serving's version labels: {"stable": 123} for /v1/models/<m>/labels/stable
 }
 
 #: Problems that make only that model fail when it loads (see ``Problem.fatal``).
@@ -63,6 +64,8 @@ def _jsonable(value: Any) -> Any:
         return value
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
     return str(value)  # Path, and whatever else a setting holds
 
 
@@ -124,6 +127,11 @@ def parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems
             "E008",
             f"JIT_COMPILE must be True, False or None (the framework's default), got {cfg['JIT_COMPILE']!r}.",
         )
+    labels = cfg["VERSION_LABELS"]
+    if not (
+        isinstance(labels, Mapping) and all(isinstance(k, str) and is_int(v) and v >= 0 for k, v in labels.items())
+    ):
+        bad("E008", f"VERSION_LABELS must be a dict of label -> version number, got {labels!r}.")
     if not isinstance(cfg["SIGNATURE"], str):
         bad("E008", f"SIGNATURE must be a string, got {type(cfg['SIGNATURE']).__name__}.")
     if any(p.fatal for p in problems[before:]):

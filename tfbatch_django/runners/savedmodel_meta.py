@@ -76,31 +76,41 @@ def resolve_savedmodel_dir(path: str | Path) -> tuple[Path, int | None]:
 def is_tf1_export(path: str | Path) -> bool:
     """True for a graph-only (TF1) export: its meta graph has no object graph, so TensorFlow
     loads it with its v1 compatibility loader (signatures over a graph, reference variables)."""
+    meta_graph = _serving_meta_graph(path)
+    return meta_graph is not None and not any(f == 7 for f, _ in _fields(meta_graph))  # object_graph_def
+
+
+def read_signatures(path: str | Path, *, internal: bool = False) -> dict[str, SignatureMeta]:
+    """Signature name -> inputs/outputs, from the SavedModel at ``path``.
+
+    From the meta graph tagged ``serve``, the one TensorFlow Serving loads (else the
+    first). ``internal=True`` keeps TensorFlow's own ``__saved_model_init_op``, which
+    TensorFlow Serving's metadata lists; it is not a servable signature.
+    """
+    meta_graph = _serving_meta_graph(path)
+    return {} if meta_graph is None else _signatures(meta_graph, internal)
+
+
+def _serving_meta_graph(path: str | Path) -> memoryview | None:
     directory, _ = resolve_savedmodel_dir(path)
     data = memoryview((directory / "saved_model.pb").read_bytes())
-    for field, value in _fields(data):
-        if field == 2 and isinstance(value, memoryview):  # SavedModel.meta_graphs
-            return not any(f == 7 for f, _ in _fields(value))  # MetaGraphDef.object_graph_def
-    return False
+    graphs = [v for f, v in _fields(data) if f == 2 and isinstance(v, memoryview)]  # SavedModel.meta_graphs
+    for graph in graphs:
+        for f, info in _fields(graph):
+            if f == 1 and isinstance(info, memoryview):  # MetaGraphDef.meta_info_def
+                tags = [bytes(t).decode() for tf, t in _fields(info) if tf == 4 and isinstance(t, memoryview)]
+                if "serve" in tags:
+                    return graph
+    return graphs[0] if graphs else None
 
 
-def read_signatures(path: str | Path) -> dict[str, SignatureMeta]:
-    """Signature name -> inputs/outputs, from the SavedModel at ``path`` (first meta graph)."""
-    directory, _ = resolve_savedmodel_dir(path)
-    data = memoryview((directory / "saved_model.pb").read_bytes())
-    for field, value in _fields(data):
-        if field == 2 and isinstance(value, memoryview):  # SavedModel.meta_graphs
-            return _signatures(value)
-    return {}
-
-
-def _signatures(meta_graph: memoryview) -> dict[str, SignatureMeta]:
+def _signatures(meta_graph: memoryview, internal: bool = False) -> dict[str, SignatureMeta]:
     out: dict[str, SignatureMeta] = {}
     for field, entry in _fields(meta_graph):
         if field != 5 or not isinstance(entry, memoryview):  # MetaGraphDef.signature_def
             continue
         key, body = _map_entry(entry)
-        if key.startswith("__saved_model"):  # TF's internal init op, not a servable signature
+        if key.startswith("__saved_model") and not internal:  # TF's internal init op
             continue
         inputs: list[TensorMeta] = []
         outputs: list[TensorMeta] = []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,12 @@ import numpy as np
 
 from ..batching.runner import Runner
 from ..batching.spec import TensorSpec
-from ..exceptions import ModelLoadError
+from ..exceptions import InvalidInput, ModelLoadError
 from .config import FrameworkOptions, generated_names_note
 from .savedmodel_meta import is_tf1_export, resolve_savedmodel_dir
 from .tf_setup import import_tensorflow, resolve_device
 
-__all__ = ["TF1_NOTE", "SavedModelRunner", "tf_dtype_to_numpy"]
+__all__ = ["TF1_NOTE", "SavedModelRunner", "op_error_message", "tf_dtype_to_numpy"]
 
 TF1_NOTE = "TF1 export: loaded with TensorFlow's v1 compatibility loader (graph signatures, read-only variables)"
 
@@ -43,6 +44,19 @@ def tf_dtype_to_numpy(dtype: Any) -> np.dtype[Any]:
     if dtype.name == "string":
         return np.dtype(object)
     return np.dtype(dtype.as_numpy_dtype)  # type: ignore[no-any-return]
+
+
+def op_error_message(message: str) -> str:
+    """A TensorFlow op error's own words, without the Python stack eager execution adds
+    ("Detected at node ... defined at (most recent call last): File ...", server paths
+    a client must not see) and the internal function name: what TensorFlow Serving says."""
+    kept = [
+        part
+        for part in message.split("\n\n")
+        if part.strip() and part != "Graph execution error:" and not part.startswith(("Detected at node", "  File "))
+    ]
+    text = "\n\n".join(kept) or message
+    return re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", text)
 
 
 @contextlib.contextmanager
@@ -183,7 +197,12 @@ class SavedModelRunner(Runner):
 
     def _call(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tf = self._tf
-        result = self._fn(**{k: tf.constant(v) for k, v in inputs.items()})
+        try:
+            result = self._fn(**{k: tf.constant(v) for k, v in inputs.items()})
+        except tf.errors.InvalidArgumentError as exc:
+            # The graph refused these inputs (a shape the signature could not check, a
+            # tf.Example feature of the wrong type): the caller's error, with the model's words.
+            raise InvalidInput(op_error_message(exc.message)) from exc
         return {k: v.numpy() for k, v in result.items()}
 
     def describe(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from ..exceptions import TFBatchError
+from ..exceptions import InvalidInput, ModelError, TFBatchError
 
 __all__ = ["HTTP_STATUS", "ServingError", "describe_error", "too_large"]
 
@@ -49,10 +49,15 @@ def too_large(size: int, limit: int, what: str = "the request body has", unit: s
 def describe_error(exc: BaseException) -> tuple[str, str]:
     """``(code, message)`` for any exception a request ended with.
 
-    Anything that is not one of ours is a bug or a model misbehaving in a way the core
-    did not classify: it is logged with its traceback, and the client gets a generic
-    ``model_error`` rather than internals.
+    A ``ModelError`` caused by ``InvalidInput`` (a runner saying the model refused these
+    inputs) is that ``invalid_input``. Anything that is not one of ours is a bug or a
+    model misbehaving in a way the core did not classify: it is logged with its
+    traceback, and the client gets a generic ``model_error`` rather than internals.
     """
+    if isinstance(exc, ModelError) and isinstance(exc.__cause__, InvalidInput):
+        # The model itself refused the inputs (TensorFlow's InvalidArgument): the caller's
+        # error, in the model's words, as TensorFlow Serving answers it.
+        return exc.__cause__.code, exc.__cause__.message
     if isinstance(exc, ServingError | TFBatchError):
         return exc.code, exc.message
     logger.error("tfbatch: unexpected error while serving a request", exc_info=exc)

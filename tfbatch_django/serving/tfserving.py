@@ -1,31 +1,34 @@
 """TensorFlow Serving's REST API, one protocol on the serving core (``core``).
 
-    POST /v1/models/<name>[/versions/<n>]:predict   {"instances": [...]} or {"inputs": ...}
-    GET  /v1/models/<name>[/versions/<n>]           version status
-    GET  /v1/models/<name>[/versions/<n>]/metadata  signature
+    POST /v1/models/<name>[/versions/<n>|/labels/<l>]:predict    {"instances": [...]} or {"inputs": ...}
+    POST /v1/models/<name>[...]:classify / :regress               {"examples": [...]} (tfserving_examples)
+    GET  /v1/models/<name>[/versions/<n>|/labels/<l>]            version status
+    GET  /v1/models/<name>[/versions/<n>|/labels/<l>]/metadata   every signature of the SavedModel
 
 Answers are shaped as TensorFlow Serving shapes them, so its existing clients work
 unchanged; errors are ``{"error": "<message>"}`` with the status ``errors.HTTP_STATUS``
-gives their code. Mounted by the Django views (``tfbatch_django.urls``, ``urls_sync``)
-and the Channels fast door (``routing.http_urlpatterns``), which drive the same flow.
+gives their code. A label names a version through the model's ``VERSION_LABELS``
+setting; any other URL under ``v1`` is a JSON 404 (``NOT_FOUND``). Mounted
+by the Django views (``tfbatch_django.urls``, ``urls_sync``) and the Channels fast door
+(``routing.http_urlpatterns``), which drive the same flow.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from ..batching import Prediction
 from ..conf import ModelConfig
 from ..exceptions import ModelNotFound
-from ..registry import READY, ModelHandle, registry
-from ..runners.savedmodel_meta import SignatureMeta, read_signatures, resolve_savedmodel_dir
+from ..registry import registry
 from . import codec
 from .core import (
     Flow,
     HttpProtocol,
-    Load,
     Predict,
     Request,
     Response,
@@ -35,14 +38,22 @@ from .core import (
     permitted_model,
 )
 from .errors import ServingError
+from .model_io import savedmodel_directory, savedmodel_signatures, served_version, signature_tensors
 from .options import serving_options
 from .tfserving_body import parse_predict
+from .tfserving_examples import METHODS, check_signature, parse_examples, render_results
 
-__all__ = ["PROTOCOL", "ROUTE", "Route", "TFServing", "error_response"]
+__all__ = ["NOT_FOUND", "PROTOCOL", "ROUTE", "UNKNOWN_ROUTE", "Route", "TFServing", "UnknownEndpoint", "error_response"]
 
 #: The URL below the mount point; both front doors route with it (Django's ``re_path``
 #: and Channels' ``URLRouter`` pass its groups as keyword arguments).
-ROUTE = r"v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[0-9]+))?(?P<action>:[A-Za-z]+|/metadata)?/?$"
+ROUTE = (
+    r"v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?"
+    r"(?P<action>:[A-Za-z]+|/metadata)?/?$"
+)
+#: Every other URL under ``v1`` (routed after ``ROUTE``): a JSON 404. Only ``v1``, as
+#: TensorFlow Serving's own handler: a project may mount the API at its root.
+UNKNOWN_ROUTE = r"(?P<path>v1(?:/.*)?)$"
 
 _PREDICT_METHOD = "tensorflow/serving/predict"
 
@@ -72,6 +83,7 @@ class Route:
     model: str
     version: str | None = None
     action: str | None = None
+    label: str | None = None
 
 
 class TFServing(HttpProtocol):
@@ -79,16 +91,26 @@ class TFServing(HttpProtocol):
     route = ROUTE
 
     def flow(self, request: Request) -> Flow[Response]:
-        route = Route(str(request.route["model"]), request.route.get("version"), request.route.get("action"))
-        predicting = _endpoint(route, request.method)
+        get = request.route.get
+        route = Route(str(get("model")), get("version"), get("action"), get("label"))
+        posting = _endpoint(route, request.method)
         config = yield from permitted_model(request.context, route.model)
+        if route.label is not None:
+            _check_version(config, _labelled_version(config, route.label))
         if route.version is not None:
             _check_version(config, int(route.version))
-        if predicting:
+        if route.action == ":predict":
             with codec.collector_paused():
                 inputs, columnar = parse_predict(request.body, config, serving_options())
             prediction: Prediction = yield Predict(route.model, inputs)
             return _predicted(prediction, columnar)
+        if posting:  # :classify or :regress
+            assert route.action is not None
+            inputs_meta, _, method = yield from signature_tensors(config)
+            name = check_signature(route.action, method or _PREDICT_METHOD, inputs_meta)
+            examples = parse_examples(request.body, config)
+            prediction = yield Predict(route.model, {name: examples})
+            return json_response(200, render_results(route.action, prediction), _batch_headers(prediction))
         if route.action is None:
             return _status(config)
         return (yield from _metadata(config))
@@ -97,46 +119,47 @@ class TFServing(HttpProtocol):
 PROTOCOL = TFServing()
 
 
+class UnknownEndpoint(HttpProtocol):
+    """Any other URL under the API's ``v1``: a JSON 404, not the framework's HTML page."""
+
+    name = "tfserving_not_found"
+    route = UNKNOWN_ROUTE
+
+    def flow(self, request: Request) -> Flow[Response]:
+        raise ServingError(
+            "model_not_found",
+            f"no endpoint {request.method} {request.route.get('path') or ''!r} here: TensorFlow Serving's REST API "
+            "serves v1/models/<name>[/versions/<n>|/labels/<label>] with :predict, :classify, :regress, "
+            "/metadata or nothing (status)",
+        )
+        yield  # a generator, like every flow
+
+
+NOT_FOUND = UnknownEndpoint()
+
+
 def _endpoint(route: Route, method: str) -> bool:
-    """True for ``:predict``; False for the GET endpoints. Refuses other verbs and methods."""
-    if route.action == ":predict":
+    """True for the POST verbs; False for the GET endpoints. Refuses other verbs and methods."""
+    if route.action in (":predict", *METHODS):
         if method != "POST":
-            raise WrongMethod(method, "POST", ":predict")
+            raise WrongMethod(method, "POST", route.action or "")
         return True
     if route.action not in (None, "/metadata"):
-        raise ServingError(
-            "bad_request",
-            f"{route.action!r} is not supported: this server offers TensorFlow Serving's Predict API "
-            "(':predict'), model status and '/metadata'",
-        )
+        # TensorFlow Serving's own answer to a verb it does not know.
+        raise ServingError("bad_request", f"Malformed request: {method} v1/models/{route.model}{route.action}")
     if method not in ("GET", "HEAD"):
         raise WrongMethod(method, "GET, HEAD", "model status" if route.action is None else "metadata")
     return False
 
 
-def _version(config: ModelConfig) -> int:
-    """The served version: a TF Serving version directory's number, else 0.
-
-    Once the model is loaded, the version it loaded: a newer directory copied in
-    meanwhile is not what answers requests.
-    """
-    loaded = registry.get(config.name).runner_info
-    if "version" in loaded:
-        return int(loaded["version"] or 0)
-    path = config.runner.path
-    if path is None or config.runner.format != "savedmodel":
-        return 0
-    try:
-        version = resolve_savedmodel_dir(path)[1]
-    except FileNotFoundError:
-        return 0
-    return 0 if version is None else version
+_version = served_version
 
 
-@lru_cache(maxsize=64)
-def _signatures(directory: str) -> dict[str, SignatureMeta]:
-    """A SavedModel's signatures; version directories never change, so read each once."""
-    return read_signatures(directory)
+def _labelled_version(config: ModelConfig, label: str) -> int:
+    labels = config.raw.get("VERSION_LABELS") or {}
+    if label not in labels:
+        raise ServingError("bad_request", f"Unrecognized servable version label: {label}")  # TF Serving's words
+    return int(labels[label])
 
 
 def _check_version(config: ModelConfig, version: int) -> None:
@@ -151,24 +174,36 @@ def _check_version(config: ModelConfig, version: int) -> None:
 
 
 def _predicted(prediction: Prediction, columnar: bool) -> Response:
-    outputs = prediction.outputs
-    if columnar:
-        payload: dict[str, Any] = {"outputs": prediction.value()}
-    elif len(outputs) == 1:
-        payload = {"predictions": prediction.value()}
+    outputs = {name: _b64_if_named_bytes(name, out) for name, out in prediction.outputs.items()}
+    if len(outputs) == 1:
+        payload: dict[str, Any] = {"outputs" if columnar else "predictions": next(iter(outputs.values()))}
+    elif columnar:
+        payload = {"outputs": outputs}
     else:
         rows = len(next(iter(outputs.values())))
         payload = {"predictions": [{name: out[i] for name, out in outputs.items()} for i in range(rows)]}
+    return json_response(200, payload, _batch_headers(prediction))
+
+
+def _b64_if_named_bytes(name: str, output: np.ndarray) -> np.ndarray:
+    """A string output whose name ends in ``_bytes`` is written as ``{"b64": ...}``, text or
+    not, as TensorFlow Serving writes it; other string outputs are text where they can be."""
+    if not name.endswith("_bytes") or output.dtype.kind not in "OS":
+        return output
+    encoded = np.empty(output.shape, dtype=object)
+    for index, item in np.ndenumerate(output):
+        data = item.encode("utf-8") if isinstance(item, str) else bytes(item)
+        encoded[index] = {"b64": base64.b64encode(data).decode("ascii")}
+    return encoded
+
+
+def _batch_headers(prediction: Prediction) -> dict[str, str]:
     batch = prediction.batch
-    return json_response(
-        200,
-        payload,
-        {
-            "X-TFBatch-Batch-Size": str(batch.size),
-            "X-TFBatch-Queue-Ms": f"{batch.queue_ms:.3f}",
-            "X-TFBatch-Run-Ms": f"{batch.run_ms:.3f}",
-        },
-    )
+    return {
+        "X-TFBatch-Batch-Size": str(batch.size),
+        "X-TFBatch-Queue-Ms": f"{batch.queue_ms:.3f}",
+        "X-TFBatch-Run-Ms": f"{batch.run_ms:.3f}",
+    }
 
 
 # ---------------------------------------------------------------- status and metadata
@@ -185,46 +220,32 @@ def _status(config: ModelConfig) -> Response:
 
 
 def _metadata(config: ModelConfig) -> Flow[Response]:
-    signature = config.runner.signature
+    """Every signature of the SavedModel (its ``serve`` meta graph), as TensorFlow Serving
+    lists them, TensorFlow's ``__saved_model_init_op`` included; a Keras file or a custom
+    runner has the one signature it serves, described once loaded."""
     if config.runner.format == "savedmodel":
-        assert config.runner.path is not None
-        loaded = registry.get(config.name).runner_info.get("path")  # the version being served
         try:
-            directory = loaded or str(resolve_savedmodel_dir(config.runner.path)[0])
-            meta = _signatures(directory)[signature]
-        except (OSError, ValueError, KeyError) as exc:  # the checks (E002, E005) said so already
-            raise ServingError(
-                "model_error", f"model {config.name!r}: its SavedModel signature {signature!r} cannot be read ({exc})"
-            ) from None
-        inputs = [(t.name, t.dtype, t.shape, t.tensor_name) for t in meta.inputs]
-        outputs = [(t.name, t.dtype, t.shape, t.tensor_name) for t in meta.outputs]
-        method = meta.method_name or _PREDICT_METHOD
-    else:  # Keras files and custom runners describe themselves once loaded
-        handle: ModelHandle = registry.get(config.name)
-        if handle.status != READY:
-            yield Load(config.name)
-        if handle.status != READY:
-            raise ServingError("model_error", handle.error or f"model {config.name!r} is not loaded")
-        info = handle.runner_info
-        inputs = [(t["name"], t["dtype"], _shape(t["shape"]), "") for t in info["inputs"]]
-        outputs = [(t["name"], t["dtype"], _shape(t["shape"]), "") for t in info["outputs"]]
-        method = _PREDICT_METHOD
+            signatures = savedmodel_signatures(savedmodel_directory(config), internal=True)
+        except (OSError, ValueError) as exc:  # the checks (E002) said so already
+            raise ServingError("model_error", f"model {config.name!r}: its SavedModel cannot be read ({exc})") from None
+        described = {name: (meta.inputs, meta.outputs, meta.method_name) for name, meta in signatures.items()}
+    else:
+        described = {config.runner.signature: (yield from signature_tensors(config))}
     signature_def = {
-        "inputs": {name: _tensor_info(dtype, shape, tensor) for name, dtype, shape, tensor in inputs},
-        "outputs": {name: _tensor_info(dtype, shape, tensor) for name, dtype, shape, tensor in outputs},
-        "method_name": method,
+        name: {
+            "inputs": {t.name: _tensor_info(t.dtype, t.shape, t.tensor_name) for t in inputs},
+            "outputs": {t.name: _tensor_info(t.dtype, t.shape, t.tensor_name) for t in outputs},
+            "method_name": method or ("" if name.startswith("__") else _PREDICT_METHOD),
+        }
+        for name, (inputs, outputs, method) in described.items()
     }
     return json_response(
         200,
         {
             "model_spec": {"name": config.name, "signature_name": "", "version": str(_version(config))},
-            "metadata": {"signature_def": {"signature_def": {signature: signature_def}}},
+            "metadata": {"signature_def": {"signature_def": signature_def}},
         },
     )
-
-
-def _shape(shape: list[int] | None) -> tuple[int | None, ...] | None:
-    return None if shape is None else tuple(None if d < 0 else d for d in shape)
 
 
 def _tensor_info(dtype: str, shape: tuple[int | None, ...] | None, tensor_name: str) -> dict[str, Any]:
