@@ -11,6 +11,7 @@ from typing import Any
 from ..batching.config import BatchConfig
 from ..runners.config import RunnerConfig, detect_format
 from .problems import Problem, is_int, is_number, suggest
+from .workers import WORKER_NAME_RE
 
 __all__ = ["MODEL_DEFAULTS", "ModelConfig", "parse_model"]
 
@@ -29,6 +30,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "JIT_COMPILE": False,  # XLA; give ALLOWED_BATCH_SIZES too, it compiles per shape
     "WARMUP": True,  # run every batch size once at load time
     "MAX_CONCURRENT_BATCHES": 1,  # >1 only for thread-safe runners (SavedModel)
+    "WORKER": None,  # served by `manage.py tfbatch_worker <WORKER>` over the channel layer; None: in process
 }
 
 #: Problems that make only that model fail when it loads (see ``Problem.fatal``).
@@ -46,6 +48,7 @@ class ModelConfig:
     runner: RunnerConfig
     batching: BatchConfig
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    worker: str | None = None  # the WORKER name serving it, or None (this process's batcher)
 
     def describe(self) -> dict[str, Any]:
         """The settings in force, JSON-ready, for stats and the admin page.
@@ -119,6 +122,9 @@ def parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems
     _check_allowed_sizes(cfg, bad)
     if not (isinstance(cfg["DEVICE"], str) and _DEVICE_RE.match(cfg["DEVICE"])):
         bad("E009", f"DEVICE must be 'auto', 'cpu', 'gpu' or 'gpu:N', got {cfg['DEVICE']!r}.")
+    worker = cfg["WORKER"]
+    if worker is not None and not (isinstance(worker, str) and WORKER_NAME_RE.match(worker)):
+        bad("E030", f"WORKER must be None or a name of letters, digits, '_', '.', '-' (under 80), got {worker!r}.")
     if not isinstance(cfg["SIGNATURE"], str):
         bad("E008", f"SIGNATURE must be a string, got {type(cfg['SIGNATURE']).__name__}.")
     if any(p.fatal for p in problems[before:]):
@@ -144,6 +150,7 @@ def parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems
             warmup=bool(cfg["WARMUP"]),
         ),
         raw=cfg,
+        worker=worker,
     )
 
 

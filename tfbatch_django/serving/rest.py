@@ -27,7 +27,7 @@ from ..api import predict_detailed, predict_detailed_sync, warmup
 from ..batching import Prediction
 from ..conf import ModelConfig, get_config
 from ..exceptions import ModelLoadError, ModelNotFound
-from ..registry import READY, ModelHandle, registry
+from ..registry import READY, registry
 from ..runners.savedmodel_meta import SignatureMeta, read_signatures, resolve_savedmodel_dir
 from . import codec
 from .errors import HTTP_STATUS, ServingError, describe_error
@@ -307,7 +307,7 @@ def _metadata(config: ModelConfig) -> Generator[_Step, Any, Response]:
         outputs = [(t.name, t.dtype, t.shape, t.tensor_name) for t in meta.outputs]
         method = meta.method_name or _PREDICT_METHOD
     else:  # Keras files and custom runners describe themselves once loaded
-        handle: ModelHandle = registry.get(config.name)
+        handle = registry.get(config.name)
         if handle.status != READY:
             yield _Load(config.name)
         if handle.status != READY:
