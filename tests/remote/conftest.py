@@ -61,11 +61,12 @@ class Deployment:
     tmp: Path
     workers: list[Worker]
 
-    def start_worker(self) -> Worker:
+    def start_worker(self, publish: bool = False) -> Worker:
         log = self.tmp / f"worker-{len(self.workers)}.log"
+        argv = [sys.executable, "-m", "django", "tfbatch_worker", self.name] + ([] if publish else ["--no-publish"])
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "django", "tfbatch_worker", self.name, "--no-publish"],
+                argv,
                 cwd=REPO,
                 env=self.env,
                 stdout=out,

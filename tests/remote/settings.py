@@ -44,4 +44,7 @@ def channel_layers(url: str) -> dict[str, Any]:
 
 
 TFBATCH = tfbatch(os.environ.get("TFBATCH_TEST_WORKER", "tw"))
+if os.environ.get("TFBATCH_TEST_DB"):  # a worker that publishes its stats for the dashboard
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["TFBATCH_TEST_DB"]}}
+    TFBATCH["STATS_PUBLISH_INTERVAL"] = 0.2
 CHANNEL_LAYERS = channel_layers(os.environ.get("TFBATCH_TEST_REDIS", "redis://127.0.0.1:6379"))
