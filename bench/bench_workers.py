@@ -43,6 +43,7 @@ from bench.model import INPUT_SHAPE, MODEL_DIR, export  # noqa: E402
 from tests.remote.redis import redis_server  # noqa: E402
 
 SETTINGS = "bench.worker_settings"
+MEMORY: dict[str, float] = {}  # process -> resident MB, read at the end of its run
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
@@ -77,10 +78,17 @@ def _process(argv: list[str], env: dict[str, str], ready: list[tuple[int, str]] 
             process.wait(10)
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def worker(env: dict[str, str]) -> ExitStack:
     stack = ExitStack()
     if env:
-        stack.enter_context(
+        MEMORY["worker_pid"] = stack.enter_context(
             _process([sys.executable, "-m", "django", "tfbatch_worker", "bench-gpu", "--no-publish"], env)
         )
     return stack
@@ -158,7 +166,12 @@ def daphnes(env: dict[str, str], count: int, clients: int, args: argparse.Namesp
         for port in ports:
             argv = [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(port), "bench.asgi:application"]
             bench_serving.SERVER_PID = stack.enter_context(_process(argv, env, [(port, "fast")]))
-        return asyncio.run(run_ws_spread(ports, image, clients, args.warmup, args.seconds))
+        result = asyncio.run(run_ws_spread(ports, image, clients, args.warmup, args.seconds))
+        kind = "daphne, model served by a worker" if env else "daphne, model in process"
+        MEMORY[kind] = rss_mb(bench_serving.SERVER_PID)
+        if env:
+            MEMORY["tfbatch_worker"] = rss_mb(int(MEMORY["worker_pid"]))
+        return result
 
 
 def main() -> None:
@@ -228,6 +241,8 @@ def main() -> None:
         print(f"| {name} | {ratio:.2f}x | {'yes' if ratio >= target else 'no'} |")
     print(f"| the hop adds <= 1 ms to a lone request's p50 | {hop:+.2f} ms | {'yes' if hop <= 1.0 else 'no'} |")
     print(f"| (coalescing: throughput with / without) | {coalesce:.2f}x | |")
+    MEMORY.pop("worker_pid", None)
+    print("\nResident memory after the runs: " + ", ".join(f"{k} {v:,.0f} MB" for k, v in MEMORY.items()))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from tfbatch_django import (
     PredictTimeout,
     WorkerUnavailable,
     get_stats,
+    model_info,
     predict,
     predict_detailed_sync,
     predict_sync,
@@ -34,6 +35,19 @@ def test_answers_equal_the_models_and_travel_as_bytes(deployment):
 
     answers = asyncio.run(many())
     assert [a.tolist() for a in answers] == [[[2 * i] * 3] for i in range(50)]
+
+
+def test_model_info_and_stats_describe_the_worker_served_model(deployment):
+    worker = deployment.start_worker()
+    deployment.wait_ready()
+    info = model_info("remote")
+    assert info["ready"] and info["status"] == "ready" and info["settings"]["WORKER"] == deployment.name
+    assert info["runner"]["inputs"] == [{"name": "x", "dtype": "float32", "shape": [-1, 3]}]
+    stats = get_stats("remote")["remote"]
+    assert stats["remote"] is True and stats["pid"] == worker.process.pid
+    (process,) = stats["served_by"]["processes"]
+    assert process["pid"] == worker.process.pid and process["models"]["remote"] == "ready"
+    assert get_stats("local")["local"].get("remote") is None  # served in this process
 
 
 def _held(deployment, what: str, count: int, model: str = "remote") -> None:
