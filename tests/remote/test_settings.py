@@ -36,3 +36,18 @@ def test_bad_worker_keys_are_e031_and_fall_back():
     assert config.workers.heartbeat == 0.5 and config.workers.channel_layer == "default"
     config, problems = parse({"WORKER_HEARTBEAT_MS": 500, "WORKER_DEAD_AFTER_MS": 900})
     assert [p.id for p in problems] == ["E031"] and "twice" in problems[0].msg
+
+
+def test_a_worker_needs_a_channel_layer_that_reaches_other_processes(settings):
+    from tfbatch_django.checks import check_settings
+
+    settings.TFBATCH = {"MODELS": {"m": {**MODEL, "WORKER": "gpu"}}}
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    assert [e.id for e in check_settings()] == ["tfbatch_django.E032"]
+    settings.CHANNEL_LAYERS = {}
+    assert [e.id for e in check_settings()] == ["tfbatch_django.E032"]
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+    assert check_settings() == []
+    settings.TFBATCH = {"MODELS": {"m": MODEL}}
+    settings.CHANNEL_LAYERS = {}
+    assert check_settings() == []

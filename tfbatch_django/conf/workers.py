@@ -9,7 +9,7 @@ from typing import Any
 
 from .problems import Problem, is_number
 
-__all__ = ["WORKER_DEFAULTS", "WORKER_NAME_RE", "WorkerConfig", "parse_workers"]
+__all__ = ["WORKER_DEFAULTS", "WORKER_NAME_RE", "WorkerConfig", "check_channel_layer", "parse_workers"]
 
 WORKER_DEFAULTS: dict[str, Any] = {
     "WORKER_CHANNEL_LAYER": "default",  # alias in settings.CHANNEL_LAYERS (channels_redis)
@@ -60,3 +60,21 @@ def parse_workers(top: Mapping[str, Any], problems: list[Problem]) -> WorkerConf
         dead_after=values["WORKER_DEAD_AFTER_MS"] / 1000.0,
         coalesce=bool(values["WORKER_COALESCE"]),
     )
+
+
+def check_channel_layer(workers: WorkerConfig, uses_workers: bool, channel_layers: Any) -> list[Problem]:
+    """E032: models have a WORKER but the channel layer cannot reach another process."""
+    if not uses_workers:
+        return []
+    hint = (
+        "Use channels_redis: CHANNEL_LAYERS = {'default': {'BACKEND': 'channels_redis.core.RedisChannelLayer', ...}}."
+    )
+    alias = workers.channel_layer
+    config = channel_layers.get(alias) if isinstance(channel_layers, Mapping) else None
+    if not isinstance(config, Mapping):
+        return [Problem("E032", f"models have a WORKER, but CHANNEL_LAYERS has no {alias!r} layer.", hint)]
+    backend = str(config.get("BACKEND", ""))
+    if backend.endswith("InMemoryChannelLayer"):
+        message = f"models have a WORKER, but CHANNEL_LAYERS[{alias!r}] is in memory: it cannot reach a worker process."
+        return [Problem("E032", message, hint)]
+    return []

@@ -292,10 +292,13 @@ class RemoteClient:
         while True:
             await asyncio.sleep(self.config.heartbeat)
             now = time.monotonic()
-            if now >= resubscribe:  # group membership expires (channels_redis group_expiry)
-                resubscribe = now + 60
-                for worker in self.book.watched():
+            for worker in self.book.watched():
+                # Group membership expires (group_expiry) and a restarted Redis forgets it:
+                # renew it every minute, and at each tick while no worker of the name is heard.
+                if now >= resubscribe or not self.book.live(worker):
                     await self._subscribe(worker)
+            if now >= resubscribe:
+                resubscribe = now + 60
             failed: list[_Answer] = []
             for worker in self.book.watched():
                 dead = {w.key: w for w in self.book.collect_dead(worker)}

@@ -182,8 +182,8 @@ class WorkerServer:
                 message = await self._layer.receive(self._own)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001
-                logger.warning("tfbatch: worker %r cannot receive control messages: %s", self.name, exc)
+            except Exception as exc:  # noqa: BLE001 - Redis restarting, or a read timing out while idle
+                logger.debug("tfbatch: worker %r cannot receive control messages: %s", self.name, exc)
                 await asyncio.sleep(self.settings.heartbeat)
                 continue
             kind = message.get("type")
@@ -210,6 +210,8 @@ class WorkerServer:
 
     async def _heartbeat(self, stopping: bool = False) -> None:
         try:
+            if not stopping:  # a restarted Redis forgets groups: stay reachable for cancels and pings
+                await self._layer.group_add(protocol.control_group(self.name), self._own)
             await self._layer.group_send(protocol.heartbeat_group(self.name), self._heartbeat_message(stopping))
         except Exception as exc:  # noqa: BLE001 - Redis restarting: the next one may pass
             logger.warning("tfbatch: worker %r could not send its heartbeat: %s", self.name, exc)
