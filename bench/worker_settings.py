@@ -26,4 +26,8 @@ TFBATCH = {
     "MODELS": {"cnn": _CNN},
     "WORKER_COALESCE": os.environ.get("TFBATCH_BENCH_COALESCE", "1") == "1",
     "STATS_PUBLISH_INTERVAL": None,
+    # A/B knob for the worker's GIL hand-offs (see README, GIL_SWITCH_INTERVAL_MS).
+    "GIL_SWITCH_INTERVAL_MS": float(os.environ["TFBATCH_BENCH_GIL_MS"])
+    if os.environ.get("TFBATCH_BENCH_GIL_MS")
+    else None,
 }

@@ -81,6 +81,7 @@ class RemoteClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._layer: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscribe_failing = False
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._thread = threading.Thread(target=self._thread_main, name=f"tfbatch-remote-{alias}", daemon=True)
@@ -191,8 +192,12 @@ class RemoteClient:
             await self._layer.group_send(
                 protocol.control_group(worker), {"type": protocol.PING, "reply": self.reply_channel}
             )
-        except Exception as exc:  # noqa: BLE001 - retried by the watchdog
-            logger.warning("tfbatch: cannot subscribe to worker %r heartbeats: %s", worker, exc)
+        except Exception as exc:  # noqa: BLE001 - retried by the watchdog; said once
+            log = logger.debug if self._subscribe_failing else logger.warning
+            log("tfbatch: cannot subscribe to worker %r heartbeats: %s", worker, exc)
+            self._subscribe_failing = True
+        else:
+            self._subscribe_failing = False
 
     def _post(self, call: _Call) -> None:
         self._pending[call.id] = call
