@@ -56,10 +56,22 @@ def _held(deployment, what: str, count: int, model: str = "remote") -> None:
     wait_for(lambda: get_stats(model)[model].get(what, 0) >= count, 30, f"worker {what} >= {count}")
 
 
+def _count(stats: dict, what: str) -> int:
+    # An expired request is dropped by the worker's deadline (timeouts) or, when the
+    # caller's withdrawal arrives first, by its cancellation: either way, never computed.
+    return stats["timeouts"] + stats["cancelled"] if what == "dropped" else stats.get(what, 0)
+
+
+def _dropped(deployment) -> None:
+    from tests.remote.conftest import wait_for
+
+    wait_for(lambda: _count(get_stats("remote")["remote"], "dropped") >= 1, 30, "the worker dropped it")
+
+
 async def _aheld(what: str, count: int, model: str = "remote") -> None:
     """``_held`` for coroutines: polls without blocking the loop the callers run on."""
     for _ in range(1500):
-        if get_stats(model)[model].get(what, 0) >= count:
+        if _count(get_stats(model)[model], what) >= count:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"worker {what} >= {count} not met within 30 s")
@@ -133,14 +145,14 @@ def test_deadline_travels_and_the_worker_drops_the_expired_row(deployment):
         await _aheld("in_flight_batches", 1)
         with pytest.raises(PredictTimeout, match="deadline of 300 ms"):
             await predict("remote", [[2, 2, 2]], timeout=0.3)
-        await _aheld("timeouts", 1)  # the worker's batcher timed it out too, in its queue
+        await _aheld("dropped", 1)  # the worker's batcher dropped it from its queue
         deployment.gate.unlink()
         return await first
 
     assert asyncio.run(run()).tolist() == [[2, 2, 2]]
     _held(deployment, "completed", 1)  # the next heartbeat
     stats = get_stats("remote")["remote"]
-    assert stats["rows"] == 1 and stats["timeouts"] == 1  # the expired row was never computed
+    assert stats["rows"] == 1 and stats["timeouts"] + stats["cancelled"] == 1  # never computed
 
 
 def test_a_cancelled_caller_withdraws_its_request(deployment):
@@ -208,3 +220,21 @@ def test_two_workers_share_the_load(deployment):
 
     wait_for(lambda: sum(counts()) == 10, 10, "both heartbeats after the requests")
     assert len(counts()) == 2 and min(counts()) > 0, counts()
+
+
+def test_a_sync_caller_that_times_out_withdraws_its_request(deployment):
+    import concurrent.futures
+
+    deployment.start_worker()
+    deployment.wait_ready()
+    deployment.gate.touch()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        first = pool.submit(predict_sync, "remote", [[1, 1, 1]])
+        _held(deployment, "in_flight_batches", 1)
+        with pytest.raises(PredictTimeout, match="deadline of 500 ms passed"):
+            predict_sync("remote", [[2, 2, 2]], timeout=0.5)
+        _dropped(deployment)
+        deployment.gate.unlink()
+        assert first.result(30).tolist() == [[2, 2, 2]]
+    _held(deployment, "completed", 1)
+    assert get_stats("remote")["remote"]["rows"] == 1
