@@ -168,8 +168,11 @@ def main() -> None:
     cnn = export()  # the same CNN as bench_serving.py
     configure_django(cnn, noop_batch=256)
     from tfbatch_django.registry import registry
+    from tfbatch_django.remote.handle import RemoteModel
 
-    runner = registry.get("cnn").load().runner
+    loaded = registry.get("cnn").load()
+    assert not isinstance(loaded, RemoteModel)  # served in this process (no WORKER)
+    runner = loaded.runner
     rows_offline = offline_limit(runner, seconds)
     rows_single, lat_single = one_at_a_time(runner, seconds)
     image = np.random.default_rng(3).random((1, 32, 32, 3), dtype=np.float32)

@@ -242,13 +242,19 @@ def in_process(plans: tuple[Plan, ...], paths: dict[str, Path], report: Report, 
 
     django.setup()
     from tfbatch_django import model_info
+    from tfbatch_django.batching import Batcher
     from tfbatch_django.registry import registry
+
+    def local_runner(name: str) -> Any:
+        batcher = registry.get(name).load()
+        assert isinstance(batcher, Batcher), f"{name} is served in process here"
+        return batcher.runner
 
     limits = {}
     for plan in plans:
         print(f"{plan.label}: loading and compiling batch sizes {plan.allowed}...", file=sys.stderr, flush=True)
-        runner = registry.get(plan.name).load().runner
-        eager = registry.get(plan.name + "_eager").load().runner
+        runner = local_runner(plan.name)
+        eager = local_runner(plan.name + "_eager")
         info = model_info(plan.name)["runner"]
         compiled = "compiled" if info["jit_compile"] else "NOT compiled"
         image = np.random.default_rng(1).random((1, *plan.shape), dtype=np.float32)

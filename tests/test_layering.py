@@ -20,7 +20,14 @@ FORBIDDEN = {
 }
 
 #: Channels (and daphne) are optional: only the Channels front doors may import them.
-CHANNELS_MODULES = {"serving/websocket.py", "serving/http_consumer.py", "serving/channels_base.py", "routing.py"}
+CHANNELS_MODULES = {
+    "serving/websocket.py",
+    "serving/http_consumer.py",
+    "serving/channels_base.py",
+    "routing.py",
+    "remote/client.py",  # the channel layer, for models served by workers (WORKER)
+    "remote/server.py",
+}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -24,6 +24,7 @@ from .exceptions import (
     Overloaded,
     PredictTimeout,
     TFBatchError,
+    WorkerUnavailable,
 )
 from .monitoring import start_publishing, stop_publishing
 
@@ -42,6 +43,7 @@ __all__ = [
     "Runner",
     "TFBatchError",
     "TensorSpec",
+    "WorkerUnavailable",
     "get_stats",
     "model_info",
     "predict",

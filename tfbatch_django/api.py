@@ -95,7 +95,7 @@ def warmup(models: Iterable[str] | None = None, *, wait: bool = True, timeout: f
     handles = registry.handles()
     names = list(handles) if models is None else list(models)
     selected = [registry.get(name) for name in names]
-    futures = [h.start_loading() for h in selected]
+    futures: list[Any] = [h.start_loading() for h in selected]
     if wait:
         import concurrent.futures
 

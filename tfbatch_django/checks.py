@@ -20,6 +20,11 @@ Monitoring keys (reported, never fatal: the value falls back to its default)::
     E023 PROMETHEUS not True/False
     E024 PROMETHEUS on but prometheus_client not installed
 
+Workers::
+
+    E030 WORKER not a valid name            E032 models have a WORKER but the channel
+    E031 a WORKER_* key invalid                  layer is missing or in memory
+
 The checks read settings and ``saved_model.pb`` only; they never import TensorFlow.
 """
 
@@ -30,12 +35,15 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from .conf import parse
+from .conf.workers import check_channel_layer
 
 
 @register("tfbatch_django")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     from django.conf import settings
 
-    _, problems = parse(getattr(settings, "TFBATCH", None))
+    config, problems = parse(getattr(settings, "TFBATCH", None))
+    uses_workers = any(m.worker is not None for m in config.models.values())
+    problems += check_channel_layer(config.workers, uses_workers, getattr(settings, "CHANNEL_LAYERS", None))
     level = {"error": Error, "warning": Warning}
     return [level[p.level](p.msg, hint=p.hint, id=f"tfbatch_django.{p.id}") for p in problems]

@@ -8,6 +8,8 @@ Catch ``TFBatchError`` to handle all of them; catch a leaf to handle one case::
     │                            never reached the model and nothing else was affected
     ├── Overloaded               the model's queue is full (MAX_QUEUE_SIZE) or the
     │                            batcher is shutting down; retry later
+    │   └── WorkerUnavailable    the model's WORKER is not running, or stopped while
+    │                            it held the request (it may or may not have run)
     ├── PredictTimeout           the request's deadline passed before it was answered
     └── ModelError               the model failed on this request (or could not load)
         └── ModelLoadError       the model could not be loaded or warmed up
@@ -28,6 +30,7 @@ __all__ = [
     "Overloaded",
     "PredictTimeout",
     "TFBatchError",
+    "WorkerUnavailable",
 ]
 
 
@@ -78,6 +81,12 @@ class Overloaded(TFBatchError):
     """The request was refused at once because the model cannot take more work now."""
 
     code = "overloaded"
+
+
+class WorkerUnavailable(Overloaded):
+    """No live ``tfbatch_worker`` process serves the model, or the one holding this
+    request stopped sending heartbeats. A subclass of ``Overloaded`` (same code and HTTP
+    503): callers that retry on overload retry on this too."""
 
 
 class PredictTimeout(TFBatchError, TimeoutError):

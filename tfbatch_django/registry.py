@@ -20,13 +20,16 @@ import os
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .batching import Batcher
 from .batching.stats import BatcherStats, StatsListener
 from .conf import ModelConfig, TFBatchConfig, get_config, get_problems
 from .exceptions import ModelLoadError, ModelNotFound
 from .runners import load_runner
+
+if TYPE_CHECKING:
+    from .remote.handle import RemoteHandle
 
 __all__ = ["ModelHandle", "Registry", "registry"]
 
@@ -186,10 +189,13 @@ class Registry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._handles: dict[str, ModelHandle] | None = None
+        self._handles: dict[str, ModelHandle | RemoteHandle] | None = None
         self._config: TFBatchConfig | None = None
         self._pid = os.getpid()
         self.listeners: list[StatsListener] = []
+        #: The WORKER name this process serves (``manage.py tfbatch_worker``): its models
+        #: get local batchers here; other models with a WORKER are reached over the layer.
+        self.local_worker: str | None = None
 
     def add_listener(self, listener: StatsListener) -> None:
         """Send every model's stats events to ``listener`` (e.g. Prometheus metrics)."""
@@ -200,7 +206,20 @@ class Registry:
         if listener in self.listeners:
             self.listeners.remove(listener)
 
-    def handles(self) -> dict[str, ModelHandle]:
+    def serve_worker(self, worker: str) -> None:
+        """Make this process the worker ``worker``: its models are served here, batched."""
+        if self.local_worker != worker:
+            self.reset()
+            self.local_worker = worker
+
+    def _handle(self, config: ModelConfig, settings: TFBatchConfig) -> ModelHandle | RemoteHandle:
+        if config.worker is None or config.worker == self.local_worker:
+            return ModelHandle(config, settings, self.listeners)
+        from .remote.handle import RemoteHandle
+
+        return RemoteHandle(config, settings)
+
+    def handles(self) -> dict[str, ModelHandle | RemoteHandle]:
         handles = self._handles
         if handles is not None and self._pid == os.getpid():
             return handles
@@ -210,10 +229,10 @@ class Registry:
             if self._handles is None:
                 config = get_config()
                 self._config = config
-                self._handles = {name: ModelHandle(mc, config, self.listeners) for name, mc in config.models.items()}
+                self._handles = {name: self._handle(mc, config) for name, mc in config.models.items()}
             return self._handles
 
-    def get(self, name: str) -> ModelHandle:
+    def get(self, name: str) -> ModelHandle | RemoteHandle:
         handle = self.handles().get(name)
         if handle is None:
             known = ", ".join(repr(n) for n in self.handles()) or "none"

@@ -11,6 +11,7 @@ from typing import Any
 from ..batching.config import BatchConfig
 from ..runners.config import RunnerConfig, detect_format
 from .problems import Problem, is_int, is_number, suggest
+from .workers import WORKER_NAME_RE
 
 __all__ = ["MODEL_DEFAULTS", "ModelConfig", "parse_model"]
 
@@ -30,6 +31,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "WARMUP": True,  # run every batch size once at load time
     "MAX_CONCURRENT_BATCHES": 1,  # >1 only for thread-safe runners (SavedModel)
     "VERSION_LABELS": {},  # TF Serving's version labels: {"stable": 123} for /v1/models/<m>/labels/stable
+    "WORKER": None,  # served by `manage.py tfbatch_worker <WORKER>` over the channel layer; None: in process
 }
 
 #: Problems that make only that model fail when it loads (see ``Problem.fatal``).
@@ -47,6 +49,7 @@ class ModelConfig:
     runner: RunnerConfig
     batching: BatchConfig
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    worker: str | None = None  # the WORKER name serving it, or None (this process's batcher)
 
     def describe(self) -> dict[str, Any]:
         """The settings in force, JSON-ready, for stats and the admin page.
@@ -132,6 +135,9 @@ def parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems
         isinstance(labels, Mapping) and all(isinstance(k, str) and is_int(v) and v >= 0 for k, v in labels.items())
     ):
         bad("E008", f"VERSION_LABELS must be a dict of label -> version number, got {labels!r}.")
+    worker = cfg["WORKER"]
+    if worker is not None and not (isinstance(worker, str) and WORKER_NAME_RE.match(worker)):
+        bad("E030", f"WORKER must be None or a name of letters, digits, '_', '.', '-' (under 80), got {worker!r}.")
     if not isinstance(cfg["SIGNATURE"], str):
         bad("E008", f"SIGNATURE must be a string, got {type(cfg['SIGNATURE']).__name__}.")
     if any(p.fatal for p in problems[before:]):
@@ -157,6 +163,7 @@ def parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems
             warmup=bool(cfg["WARMUP"]),
         ),
         raw=cfg,
+        worker=worker,
     )
 
 

@@ -11,6 +11,7 @@ from .models import MODEL_DEFAULTS, ModelConfig, parse_model
 from .monitoring import MONITORING_DEFAULTS, MonitoringConfig, parse_monitoring
 from .problems import Problem, is_int, is_number, suggest
 from .serving import SERVING_DEFAULTS, check_serving
+from .workers import WORKER_DEFAULTS, WorkerConfig, parse_workers
 
 __all__ = ["FRAMEWORK_DEFAULTS", "TOP_LEVEL_DEFAULTS", "TFBatchConfig", "parse"]
 
@@ -25,7 +26,12 @@ FRAMEWORK_DEFAULTS: dict[str, Any] = {
 }
 
 #: Every top-level key (besides MODELS and DEFAULTS) and its default, all sections.
-TOP_LEVEL_DEFAULTS: dict[str, Any] = {**FRAMEWORK_DEFAULTS, **SERVING_DEFAULTS, **MONITORING_DEFAULTS}
+TOP_LEVEL_DEFAULTS: dict[str, Any] = {
+    **FRAMEWORK_DEFAULTS,
+    **SERVING_DEFAULTS,
+    **MONITORING_DEFAULTS,
+    **WORKER_DEFAULTS,
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class TFBatchConfig:
     switch_interval: float | None = None  # seconds
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    workers: WorkerConfig = field(default_factory=WorkerConfig)
 
 
 def parse(raw: Any) -> tuple[TFBatchConfig, list[Problem]]:
@@ -70,6 +77,7 @@ def parse(raw: Any) -> tuple[TFBatchConfig, list[Problem]]:
         top["GIL_SWITCH_INTERVAL_MS"] = interval = None
     monitoring = parse_monitoring(top, problems)
     check_serving(top, problems)
+    workers = parse_workers(top, problems)
     framework = FrameworkOptions(
         intra_op_threads=top["INTRA_OP_THREADS"],
         inter_op_threads=top["INTER_OP_THREADS"],
@@ -105,5 +113,6 @@ def parse(raw: Any) -> tuple[TFBatchConfig, list[Problem]]:
         switch_interval=None if interval is None else interval / 1000.0,
         raw=raw,
         monitoring=monitoring,
+        workers=workers,
     )
     return config, problems

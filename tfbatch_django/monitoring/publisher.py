@@ -104,7 +104,8 @@ class Publisher:
         """Write the live snapshot now, plus a history sample when one is due."""
         with self._publishing:
             config = get_monitoring()
-            stats = get_stats()
+            # A model another process serves (WORKER) is published by that worker only.
+            stats = {name: snap for name, snap in get_stats().items() if not snap.get("remote")}
             now = timezone.now()
             live = {
                 name: {**snap, "window": figures.window(snap, self._live_base.get(name))}

@@ -1,0 +1,234 @@
+"""The worker side: take requests off the channel layer, batch them, answer each caller.
+
+``manage.py tfbatch_worker <name>`` runs ``WorkerServer(name).run()``. The process's
+registry serves the models whose ``WORKER`` is ``name`` with ordinary local batchers;
+this loop only moves messages:
+
+- a receiver takes request messages off ``tfbatch.w.<name>`` (several workers of one name
+  share that channel: each message goes to whichever asks first) and starts one task per
+  request, awaiting ``batcher.predict()`` with the deadline that travelled with it;
+- a second receiver, on the worker's own channel (member of ``tfbatch.ctl.<name>``),
+  takes cancellations (the task is cancelled, so the batcher drops its rows) and pings;
+- a replier sends the answers finished together as one message per web process;
+- a heartbeat every ``WORKER_HEARTBEAT_MS`` tells the web processes (group
+  ``tfbatch.hb.<name>``) that it lives, what each model's status and statistics are, and
+  which of their requests it holds, so that if it dies they fail exactly those.
+
+SIGTERM/SIGINT: stop taking requests, finish the held ones (bounded), send a last
+heartbeat saying it stops, exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from typing import Any
+
+from ..conf import get_config
+from ..exceptions import ModelNotFound, PredictTimeout, TFBatchError
+from ..registry import registry
+from . import protocol
+
+__all__ = ["WorkerServer"]
+
+logger = logging.getLogger("tfbatch_django.remote")
+
+_CANCELLED_MEMORY = 120.0  # seconds a cancellation is remembered for a request not received yet
+
+
+class WorkerServer:
+    """One worker process serving the models whose ``WORKER`` is ``name``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.config = get_config()
+        self.settings = self.config.workers
+        self.models = [m for m, mc in self.config.models.items() if mc.worker == name]
+        if not self.models:
+            raise ModelNotFound(f"no model has WORKER = {name!r} in TFBATCH['MODELS']")
+        self.key = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._held: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._cancelled: dict[tuple[str, int], float] = {}
+        self._outbox: dict[str, list[list[Any]]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._layer: Any = None
+        self._own: str | None = None
+        self.received = 0
+
+    def run(self) -> None:
+        registry.serve_worker(self.name)
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        from channels.layers import channel_layers
+
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        self._layer = channel_layers.make_backend(self.settings.channel_layer)
+        self._own = await self._layer.new_channel("tfbatch.worker")
+        await self._layer.group_add(protocol.control_group(self.name), self._own)
+        for model in self.models:  # load now, in the background: heartbeats say "loading"
+            registry.get(model).start_loading()
+        logger.info("tfbatch: worker %r (%s) serving %s", self.name, self.key, ", ".join(self.models))
+        tasks = [
+            asyncio.create_task(self._receive_requests()),
+            asyncio.create_task(self._receive_control()),
+            asyncio.create_task(self._replier()),
+            asyncio.create_task(self._heartbeats()),
+        ]
+        await self._stopping.wait()
+        logger.info("tfbatch: worker %r stopping; %d request(s) held", self.name, len(self._held))
+        tasks[0].cancel()
+        deadline = time.monotonic() + 10
+        while self._held and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the replier sends the last answers
+        await self._heartbeat(stopping=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._layer.group_discard(protocol.control_group(self.name), self._own)
+        registry.reset(5.0)
+
+    # ------------------------------------------------------------------ requests
+
+    async def _receive_requests(self) -> None:
+        channel = protocol.request_channel(self.name)
+        while True:
+            try:
+                message = await self._layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis restarting: keep trying
+                logger.warning("tfbatch: worker %r cannot receive: %s", self.name, exc)
+                await asyncio.sleep(self.settings.heartbeat)
+                continue
+            if message.get("type") == protocol.PREDICT:
+                self._accept(message)
+
+    def _accept(self, message: dict[str, Any]) -> None:
+        reply = message["reply"]
+        # The deadline travels as the time left when sent; the clocks of two hosts agree
+        # well enough (NTP) to take the transit off it, and never add to it.
+        transit = max(0.0, time.time() - message["sent"])
+        for call_id, model, timeout, inputs in message["requests"]:
+            self.received += 1
+            key = (reply, call_id)
+            if self._cancelled.pop(key, None) is not None:
+                continue
+            remaining = None if timeout is None else timeout - transit
+            if remaining is not None and remaining <= 0:
+                error = PredictTimeout(
+                    f"model {model!r}: deadline of {timeout * 1e3:.0f} ms passed before the worker received it",
+                    model=model,
+                )
+                self._answer(reply, call_id, False, protocol.encode_error(error))
+                continue
+            self._held[key] = asyncio.create_task(self._serve(key, model, inputs, remaining))
+
+    async def _serve(self, key: tuple[str, int], model: str, inputs: dict[str, Any], timeout: float | None) -> None:
+        reply, call_id = key
+        try:
+            arrays: Any = protocol.decode_arrays(inputs)
+            if set(arrays) == {""}:  # the caller could not name the single input (model was loading)
+                arrays = arrays[""]
+            handle = registry.get(model)
+            batcher = handle.batcher or await handle.aload()
+            prediction = await batcher.predict(arrays, timeout=timeout)
+        except asyncio.CancelledError:
+            return  # withdrawn by its caller: nobody to answer
+        except TFBatchError as exc:
+            self._answer(reply, call_id, False, protocol.encode_error(exc))
+        except Exception as exc:
+            logger.exception("tfbatch: worker %r: request failed", self.name)
+            self._answer(reply, call_id, False, protocol.encode_error(exc))
+        else:
+            self._answer(reply, call_id, True, protocol.encode_prediction(prediction))
+        finally:
+            self._held.pop(key, None)
+
+    def _answer(self, reply: str, call_id: int, ok: bool, payload: dict[str, Any]) -> None:
+        self._outbox.setdefault(reply, []).append([call_id, ok, payload])
+        self._wake.set()
+
+    async def _replier(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            outbox, self._outbox = self._outbox, {}
+            sends = [self._layer.send(reply, {"type": protocol.REPLY, "replies": r}) for reply, r in outbox.items()]
+            results = await asyncio.gather(*sends, return_exceptions=True)
+            for reply, result in zip(outbox, results, strict=True):
+                if isinstance(result, BaseException):
+                    # The web process's channel is full or Redis is down: its callers time out.
+                    logger.warning("tfbatch: worker %r could not answer %s: %r", self.name, reply, result)
+
+    # ------------------------------------------------------------------ control and heartbeats
+
+    async def _receive_control(self) -> None:
+        assert self._own is not None
+        while True:
+            try:
+                message = await self._layer.receive(self._own)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis restarting, or a read timing out while idle
+                logger.debug("tfbatch: worker %r cannot receive control messages: %s", self.name, exc)
+                await asyncio.sleep(self.settings.heartbeat)
+                continue
+            kind = message.get("type")
+            if kind == protocol.CANCEL:
+                now = time.monotonic()
+                for call_id in message["ids"]:
+                    task = self._held.get((message["reply"], call_id))
+                    if task is not None:
+                        task.cancel()  # the batcher drops its rows unless their batch runs already
+                    else:  # not received yet (or answered already): remember for a while
+                        self._cancelled[(message["reply"], call_id)] = now
+            elif kind == protocol.PING:
+                try:
+                    await self._layer.send(message["reply"], self._heartbeat_message())
+                except Exception as exc:  # noqa: BLE001
+                    logger.debug("tfbatch: worker %r could not answer a ping: %s", self.name, exc)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await self._heartbeat()
+            cutoff = time.monotonic() - _CANCELLED_MEMORY
+            self._cancelled = {k: t for k, t in self._cancelled.items() if t > cutoff}
+            await asyncio.sleep(self.settings.heartbeat)
+
+    async def _heartbeat(self, stopping: bool = False) -> None:
+        try:
+            if not stopping:  # a restarted Redis forgets groups: stay reachable for cancels and pings
+                await self._layer.group_add(protocol.control_group(self.name), self._own)
+            await self._layer.group_send(protocol.heartbeat_group(self.name), self._heartbeat_message(stopping))
+        except Exception as exc:  # noqa: BLE001 - Redis restarting: the next one may pass
+            logger.warning("tfbatch: worker %r could not send its heartbeat: %s", self.name, exc)
+
+    def _heartbeat_message(self, stopping: bool = False) -> dict[str, Any]:
+        holding: dict[str, list[int]] = {}
+        for reply, call_id in self._held:
+            holding.setdefault(reply, []).append(call_id)
+        models = {m: registry.get(m).snapshot() for m in self.models}
+        return {
+            "type": protocol.HEARTBEAT,
+            "worker": self.name,
+            "key": self.key,
+            "host": self.key.split(":")[0],
+            "pid": os.getpid(),
+            "stopping": stopping,
+            # Plain JSON types: settings and runner facts may hold paths and tuples.
+            "models": json.loads(json.dumps(models, default=str)),
+            "holding": holding,
+        }
