@@ -17,7 +17,7 @@ _GENERATED = re.compile(r"^(keras_tensor|input_layer)(_\d+)?$")
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    """How to load one model: a file/directory (``path``) or a custom factory (``runner``)."""
+    """How to load one model: a file/directory (``path``), a custom factory (``runner``), or a URL."""
 
     path: Path | None = None
     runner: str | None = None  # dotted path to a factory returning a Runner
@@ -25,12 +25,17 @@ class RunnerConfig:
     signature: str = "serving_default"
     device: str = "auto"  # "auto", "cpu", "gpu", "gpu:N"
     jit_compile: bool = False
+    url: str | None = None  # a model on a KServe v2 engine
+    remote_timeout: float = 30.0  # seconds, each call to that engine
+    connections: int = 1  # connections kept to that engine (one per concurrent batch)
 
     @property
     def format(self) -> str:
-        """ "custom", "keras" or "savedmodel"."""
+        """ "custom", "remote_v2", "keras" or "savedmodel"."""
         if self.runner:
             return "custom"
+        if self.url:
+            return "remote_v2"
         assert self.path is not None
         return detect_format(self.path)
 
