@@ -151,7 +151,11 @@ def main() -> None:
     server = ModelServer(http_port=port, enable_grpc=False, workers=1, enable_latency_logging=False)
     for model in (Dense(), Typed()):
         server.register_model(model)
-    rest = RESTServer(FASTAPI_APP_IMPORT_STRING, server.dataplane, server.model_repository_extension, port, workers=1)
+    # KServe binds 0.0.0.0 itself; handing uvicorn our own socket keeps it on loopback.
+    # A short grace period: a test's slow call (60 s) must not hold up the shutdown.
+    rest = RESTServer(
+        FASTAPI_APP_IMPORT_STRING, server.dataplane, server.model_repository_extension, port, workers=1, grace_period=1
+    )
     sock.listen(128)
     print(f"PORT {port}", flush=True)
     rest.run(sockets=[sock])
