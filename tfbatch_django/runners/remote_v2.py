@@ -9,8 +9,9 @@ Django keeps auth, batching, the front doors and the admin; the engine computes.
   know the model, fails the load with its own words.
 * Each batch: ``POST <URL>/infer`` with the binary tensor data extension (a JSON header
   of ``Inference-Header-Content-Length`` bytes, then the raw tensors), asking for binary
-  outputs too: a 64 x 32 x 32 x 3 float32 batch is 786 KB raw against ~2 MB as JSON
-  numbers, and neither side formats or parses a number.
+  outputs too. Measured here on a 64 x 32 x 32 x 3 float32 batch: 786 KB raw against
+  3.8 MB as JSON numbers (``tolist()`` + orjson), encoded in 0.4 ms against 16 ms and
+  decoded in 0.4 ms against 20 ms.
 * One ``urllib3.PoolManager`` per model, keeping one connection per concurrent batch
   alive (``MAX_CONCURRENT_BATCHES``), shared by the executor threads (it is thread-safe,
   so is this runner). urllib3 rather than httpx: it is synchronous like the executor
