@@ -31,6 +31,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
             "MODELS": {
                 "dense": {"URL": server.url("dense"), "MAX_BATCH_SIZE": 8},
                 "slow": {"URL": server.url("dense"), "REMOTE_TIMEOUT_MS": 300},
+                "misconfigured": {"URL": 8000},
             },
         }
     ):
@@ -59,3 +60,14 @@ async def test_engine_failures_answer_with_the_engines_words(door: str, engine: 
     reply = await call(door, "POST", "v1/models/slow:predict", {"instances": [[777.0, 0, 0, 0]]})
     assert reply.status == 504
     assert "did not answer within 300 ms (REMOTE_TIMEOUT_MS)" in reply.json()["error"]
+
+
+async def test_a_misconfigured_url_fails_that_model_alone(door: str, engine: Engine) -> None:
+    status = (await call(door, "GET", "v1/models/misconfigured")).json()
+    assert "URL must be a string, got int" in str(status)
+    reason = "model 'misconfigured' cannot load: TFBATCH['MODELS']['misconfigured']: URL must be a string, got int."
+    meta = await call(door, "GET", "v1/models/misconfigured/metadata")
+    assert (meta.status, meta.json()) == (500, {"error": reason})
+    reply = await call(door, "POST", "v1/models/misconfigured:predict", {"instances": [[0.0, 0, 0, 0]]})
+    assert reply.status == 500 and "URL must be a string, got int" in reply.json()["error"]
+    assert (await call(door, "POST", "v1/models/dense:predict", {"instances": [[0.0, 0, 0, 0]]})).status == 200

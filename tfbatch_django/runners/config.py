@@ -34,9 +34,8 @@ class RunnerConfig:
         """ "custom", "remote_v2", "keras" or "savedmodel"."""
         if self.runner:
             return "custom"
-        if self.url:
+        if self.path is None:  # then URL: the settings demand exactly one of the three
             return "remote_v2"
-        assert self.path is not None
         return detect_format(self.path)
 
 
