@@ -10,7 +10,7 @@
                                             E012 MAX_REQUEST_BYTES or
                                                  MAX_IN_FLIGHT_PER_SOCKET not a
                                                  positive integer
-                                            E013 URL not http(s)://host/v2/models/<m>
+                                            E013 URL not .../v2/models/<m> or .../v1/models/<m>
 
 Monitoring keys (reported, never fatal: the value falls back to its default)::
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..batching.config import BatchConfig
 from ..runners.config import RunnerConfig, detect_format
-from ..runners.remote_v2 import check_url, redact_url
+from ..runners.remote_http import check_url, redact_url
 from .problems import Problem, is_int, is_number, suggest
 
 __all__ = ["MODEL_DEFAULTS", "ModelConfig", "parse_model"]
@@ -30,7 +30,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "JIT_COMPILE": False,  # XLA; give ALLOWED_BATCH_SIZES too, it compiles per shape
     "WARMUP": True,  # run every batch size once at load time
     "MAX_CONCURRENT_BATCHES": 1,  # >1 only for thread-safe runners (SavedModel, URL)
-    "URL": None,  # a model on a KServe v2 engine (http://host:port/v2/models/<m>), instead of PATH
+    "URL": None,  # instead of PATH: http://host:port/v2/models/<m> (KServe v2) or .../v1/models/<m> (TF Serving)
     "REMOTE_TIMEOUT_MS": 30000,  # URL only: limit of each call to the engine
 }
 
@@ -101,7 +101,7 @@ def parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems
         bad(
             "E006",
             "set exactly one of PATH (a SavedModel directory or .keras file), RUNNER (a dotted path to a "
-            "factory) or URL (a model on a KServe v2 engine).",
+            "factory) or URL (a model on a KServe v2 engine or TF Serving).",
         )
     url_problem = None if cfg["URL"] is None else check_url(cfg["URL"])
     if url_problem:

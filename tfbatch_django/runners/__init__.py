@@ -25,6 +25,13 @@ def load_runner(config: RunnerConfig, framework: FrameworkOptions | None = None)
 
         assert config.url is not None
         return RemoteV2Runner(config.url, timeout=config.remote_timeout, connections=config.connections)
+    if fmt == "remote_tfserving":
+        from .remote_tfserving import RemoteTFServingRunner
+
+        assert config.url is not None
+        return RemoteTFServingRunner(
+            config.url, signature=config.signature, timeout=config.remote_timeout, connections=config.connections
+        )
     assert config.path is not None
     if fmt == "keras":
         from .keras import KerasRunner

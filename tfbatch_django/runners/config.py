@@ -25,17 +25,19 @@ class RunnerConfig:
     signature: str = "serving_default"
     device: str = "auto"  # "auto", "cpu", "gpu", "gpu:N"
     jit_compile: bool = False
-    url: str | None = None  # a model on a KServe v2 engine
+    url: str | None = None  # a model on an engine (KServe v2 or TF Serving REST)
     remote_timeout: float = 30.0  # seconds, each call to that engine
     connections: int = 1  # connections kept to that engine (one per concurrent batch)
 
     @property
     def format(self) -> str:
-        """ "custom", "remote_v2", "keras" or "savedmodel"."""
+        """ "custom", "remote_v2", "remote_tfserving", "keras" or "savedmodel"."""
         if self.runner:
             return "custom"
         if self.path is None:  # then URL: the settings demand exactly one of the three
-            return "remote_v2"
+            from .remote_http import remote_format
+
+            return remote_format(self.url or "")
         return detect_format(self.path)
 
 
