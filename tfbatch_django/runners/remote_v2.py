@@ -1,6 +1,7 @@
 """A runner that hands each batch to an existing engine over the Open Inference Protocol.
 
-Triton, KServe, MLServer and Seldon all speak it ("KServe v2"). A model configured with
+Triton and KServe speak it with the binary tensor extension this runner uses (MLServer's
+REST API lacks the extension). A model configured with
 ``"URL": "http://triton:8000/v2/models/resnet"`` instead of ``PATH`` is served here:
 Django keeps auth, batching, the front doors and the admin; the engine computes.
 Connections and failures: ``remote_http.py``.
