@@ -8,11 +8,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= tensorflow-cpu,channels,test,dev
 STAMP := $(VENV)/.installed
+# KServe's model server, which the remote-runner tests start, in a venv of its own.
+ENGINE_VENV ?= .venv-engine
+ENGINE_STAMP := $(ENGINE_VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint demo bench browser redis clean
+.PHONY: venv engine test lint demo bench browser redis clean
 
 venv: $(STAMP)
 
@@ -21,6 +24,13 @@ $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
+
+engine: $(ENGINE_STAMP)
+
+$(ENGINE_STAMP): requirements/engine.txt
+	test -x $(ENGINE_VENV)/bin/python || $(PYTHON) -m venv $(ENGINE_VENV)
+	$(ENGINE_VENV)/bin/python -m pip install --quiet -r requirements/engine.txt
+	touch $(ENGINE_STAMP)
 
 # Debian's Chromium drives the browser tests (no browser download at test time).
 browser:
@@ -34,7 +44,7 @@ redis:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
-test: venv browser redis
+test: venv browser redis engine
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -54,4 +64,4 @@ bench: venv
 	$(BIN)/python bench/bench_protocols.py
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) $(ENGINE_VENV) var build *.egg-info

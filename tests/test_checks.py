@@ -95,10 +95,13 @@ def test_e005_unknown_signature_lists_available():
 
 def test_e006_path_or_runner():
     msg = (
-        "TFBATCH['MODELS']['m']: set exactly one of PATH (a SavedModel directory or .keras file) "
-        "or RUNNER (a dotted path to a factory)."
+        "TFBATCH['MODELS']['m']: set exactly one of PATH (a SavedModel directory or .keras file), "
+        "RUNNER (a dotted path to a factory) or URL (a model on a KServe v2 engine or TF Serving)."
     )
     assert run({"MODELS": {"m": {}}}) == [("tfbatch_django.E006", msg, None)]
+    url = "http://127.0.0.1:9/v2/models/m"
+    assert run(model(URL=url)) == [("tfbatch_django.E006", msg, None)]
+    assert run({"MODELS": {"m": {"PATH": HALF_PLUS_TWO, "URL": url}}}) == [("tfbatch_django.E006", msg, None)]
 
 
 def test_e007_runner_not_importable():
@@ -201,3 +204,40 @@ def test_defaults_apply_to_every_model():
     assert models["a"].batching.max_batch_size == 16
     assert models["b"].batching.max_batch_size == 4
     assert models["a"].batching.default_timeout == 0.25
+
+
+def test_e013_url_must_name_a_model_on_a_v2_engine():
+    assert run({"MODELS": {"m": {"URL": "http://127.0.0.1:8000/v2/models/resnet"}}}) == []
+    assert run({"MODELS": {"m": {"URL": "https://user:pw@engine.example/prefix/v2/models/r/versions/3"}}}) == []
+    assert run({"MODELS": {"m": {"URL": "http://tfs:8501/v1/models/m/labels/stable"}}}) == []
+    hint = "Example: http://triton:8000/v2/models/resnet"
+    bad_path = "must name a model on an engine, with no query: "
+    shape = (
+        "http(s)://host:port/v2/models/<model>[/versions/<version>] (KServe v2), or "
+        "http(s)://host:port/v1/models/<model>[/versions/<version> or /labels/<label>] (TF Serving REST)."
+    )
+    cases = {
+        "ftp://h/v2/models/m": "URL 'ftp://h/v2/models/m' must start with http:// or https:// and name a host.",
+        "http:///v2/models/m": "URL 'http:///v2/models/m' must start with http:// or https:// and name a host.",
+        "http://h:99999/v2/models/m": "URL 'http://h:99999/v2/models/m' is malformed (Port out of range 0-65535).",
+        "http://h/v3/models/m": f"URL 'http://h/v3/models/m' {bad_path}{shape}",
+        "http://h/v2/models/m/infer": f"URL 'http://h/v2/models/m/infer' {bad_path}{shape}",
+        "http://h/v2/models/m?x=1": f"URL 'http://h/v2/models/m?x=1' {bad_path}{shape}",
+        "http://u:secret@h/v2": f"URL 'http://u:***@h/v2' {bad_path}{shape}",
+        42: "URL must be a string, got int.",
+    }
+    for url, message in cases.items():
+        assert run({"MODELS": {"m": {"URL": url}}}) == [
+            ("tfbatch_django.E013", f"TFBATCH['MODELS']['m']: {message}", hint)
+        ], url
+    # Load-time: the other models keep serving, this one reports why it failed.
+    with override_settings(TFBATCH={"MODELS": {"m": {"URL": "http://h/v3/models/m"}}}):
+        assert get_config().models["m"].runner.url == "http://h/v3/models/m"
+
+
+def test_remote_timeout_must_be_positive():
+    [(cid, msg, _)] = run({"MODELS": {"m": {"URL": "http://h/v2/models/m", "REMOTE_TIMEOUT_MS": 0}}})
+    assert (cid, msg) == (
+        "tfbatch_django.E003",
+        "TFBATCH['MODELS']['m']: REMOTE_TIMEOUT_MS must be a positive number, got 0.",
+    )

@@ -1,6 +1,6 @@
 """System checks for ``settings.TFBATCH`` (ids ``tfbatch_django.E001`` ...).
 
-    E001 unknown key (typo)                 E006 neither or both of PATH and RUNNER
+    E001 unknown key (typo)                 E006 not exactly one of PATH, RUNNER, URL
     E002 PATH missing or not a model        E007 RUNNER not importable or not callable
     E003 size/time not positive             E008 wrong type or structure
     E004 ALLOWED_BATCH_SIZES invalid or     E009 DEVICE not auto/cpu/gpu/gpu:N
@@ -10,6 +10,7 @@
                                             E012 MAX_REQUEST_BYTES or
                                                  MAX_IN_FLIGHT_PER_SOCKET not a
                                                  positive integer
+                                            E013 URL not .../v2/models/<m> or .../v1/models/<m>
 
 Monitoring keys (reported, never fatal: the value falls back to its default)::
 

@@ -286,6 +286,36 @@ async def test_poisoned_request_is_isolated_by_bisection(make_batcher):
     assert (await batcher.predict(rows(9))).batch.size == 1
 
 
+@pytest.mark.parametrize(
+    "error", [PredictTimeout("the engine did not answer"), ModelError("the engine is unreachable")]
+)
+async def test_a_runner_failing_the_whole_batch_is_not_bisected(make_batcher, error):
+    """PredictTimeout / ModelError raised by the runner reach every request as they are."""
+    model = GatedModel()
+    batcher = make_batcher(model, max_batch_size=8, max_latency=60.0)
+    running = await occupy(model, batcher)
+    tasks = [asyncio.ensure_future(batcher.predict(rows(v))) for v in (1, 2, 3)]
+    await wait_until(lambda: accepted(batcher) == 4)
+    calls = []
+
+    def fail(inputs):
+        calls.append(len(inputs["x"]))
+        raise error
+
+    model.run = fail
+    model.release()
+    await running
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    assert calls == [3]  # one call: no bisection
+    for outcome in outcomes:
+        assert type(outcome) is type(error)
+        assert str(outcome) == f"model 'm': {error}"
+        assert outcome.model == "m" and outcome.__cause__ is error
+    snap = batcher.snapshot()
+    assert (snap["bisect_calls"], snap["timeouts"] + snap["errors"]) == (0, 3)
+    assert snap["timeouts"] == (3 if isinstance(error, PredictTimeout) else 0)
+
+
 def _wrong_row_count(x):
     return x[:-1]
 

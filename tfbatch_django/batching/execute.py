@@ -4,6 +4,10 @@ When a batched model call raises, the batch is split in two halves (on request
 boundaries) and each half is run again, recursively, until the failing requests are
 alone. Only they get ``ModelError``; their batch-mates get their answers. A batch of
 n requests with k bad ones costs at most about 2·k·log2(n) extra calls.
+
+A runner that raises ``PredictTimeout`` or ``ModelError`` itself says the failure is
+not about the rows (a remote engine timing out or unreachable): the whole batch gets
+that error at once, without bisection, which could only repeat the wait for each half.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..exceptions import ModelError, PredictTimeout
 from .assemble import Segment, assemble
 from .runner import Runner
 from .spec import TensorSpec
@@ -83,6 +88,9 @@ def _run(
     try:
         outputs = check_outputs(runner.run(inputs), padded)
         return [Outcome(segments, outputs, None, padded)]
+    except (PredictTimeout, ModelError) as exc:  # the whole batch failed, whatever its rows
+        batch.failed_calls += 1
+        return [Outcome(segments, None, exc, padded)]
     except Exception as exc:  # noqa: BLE001 - any model failure is bisected, then reported
         batch.failed_calls += 1
         live = [s for s in segments if not (s.request.done or s.request.cancelled)]

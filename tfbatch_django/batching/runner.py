@@ -31,6 +31,10 @@ class Runner:
       views of them to callers).
     * ``run`` is called from one thread at a time unless ``thread_safe`` is true and the
       model is configured for concurrent batches.
+    * An exception from ``run`` is bisected over the batch's requests (only the requests
+      that fail alone get ``ModelError``), except ``PredictTimeout`` and ``ModelError``
+      raised by the runner itself: they fail every request of the batch as they are
+      (e.g. a remote engine that timed out or cannot be reached).
     """
 
     input_specs: Mapping[str, TensorSpec]

@@ -263,9 +263,13 @@ class Scheduler:
                     continue
                 if outputs is None:
                     err = outcome.error
-                    error = ModelError(
-                        f"model {self.name!r} failed on this request: {type(err).__name__}: {err}", model=self.name
-                    )
+                    error: TFBatchError
+                    if isinstance(err, PredictTimeout | ModelError):  # raised as such by the runner
+                        error = type(err)(f"model {self.name!r}: {err.message}", model=self.name)
+                    else:
+                        error = ModelError(
+                            f"model {self.name!r} failed on this request: {type(err).__name__}: {err}", model=self.name
+                        )
                     error.__cause__ = err
                     self._finish(request, None, error)
                     continue

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..batching.config import BatchConfig
 from ..runners.config import RunnerConfig, detect_format
+from ..runners.remote_http import check_url, redact_url
 from .problems import Problem, is_int, is_number, suggest
 from .workers import WORKER_NAME_RE
 
@@ -29,13 +30,15 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "DEVICE": "auto",  # "auto", "cpu", "gpu", "gpu:N"
     "JIT_COMPILE": None,  # None: the framework's default (Keras: compiled on JAX); True/False force it
     "WARMUP": True,  # run every batch size once at load time
-    "MAX_CONCURRENT_BATCHES": 1,  # >1 only for thread-safe runners (SavedModel)
+    "MAX_CONCURRENT_BATCHES": 1,  # >1 only for thread-safe runners (SavedModel, URL)
     "VERSION_LABELS": {},  # TF Serving's version labels: {"stable": 123} for /v1/models/<m>/labels/stable
     "WORKER": None,  # served by `manage.py tfbatch_worker <WORKER>` over the channel layer; None: in process
+    "URL": None,  # instead of PATH: http://host:port/v2/models/<m> (KServe v2) or .../v1/models/<m> (TF Serving)
+    "REMOTE_TIMEOUT_MS": 30000,  # URL only: limit of each call to the engine
 }
 
 #: Problems that make only that model fail when it loads (see ``Problem.fatal``).
-_LOAD_TIME = frozenset({"E002", "E005", "E007"})
+_LOAD_TIME = frozenset({"E002", "E005", "E007", "E013"})
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _DEVICE_RE = re.compile(r"^(auto|cpu|gpu)(:\d+)?$", re.IGNORECASE)
@@ -57,9 +60,13 @@ class ModelConfig:
         ``OPTIONS`` shows its keys only: its values go to a project's own factory and may
         be secrets (tokens, URLs with passwords), and stats are written to the database.
         """
-        return {
+        described = {
             key: sorted(map(str, value)) if key == "OPTIONS" else _jsonable(value) for key, value in self.raw.items()
         }
+        url = described.get("URL")
+        if isinstance(url, str):
+            described["URL"] = redact_url(url)
+        return described
 
 
 def _jsonable(value: Any) -> Any:
@@ -96,11 +103,15 @@ def parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems
 
     path = cfg["PATH"]
     runner = cfg["RUNNER"]
-    if (path is None) == (runner is None):
+    if [path, runner, cfg["URL"]].count(None) != 2:
         bad(
             "E006",
-            "set exactly one of PATH (a SavedModel directory or .keras file) or RUNNER (a dotted path to a factory).",
+            "set exactly one of PATH (a SavedModel directory or .keras file), RUNNER (a dotted path to a "
+            "factory) or URL (a model on a KServe v2 engine or TF Serving).",
         )
+    url_problem = None if cfg["URL"] is None else check_url(cfg["URL"])
+    if url_problem:
+        bad("E013", url_problem + ".", "Example: http://triton:8000/v2/models/resnet")
     if path is not None:
         if not isinstance(path, str | Path):
             bad("E008", f"PATH must be a string or pathlib.Path, got {type(path).__name__}.")
@@ -122,6 +133,8 @@ def parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems
         bad("E003", f"MAX_LATENCY_MS must be a number >= 0, got {cfg['MAX_LATENCY_MS']!r}.")
     if cfg["TIMEOUT_MS"] is not None and not (is_number(cfg["TIMEOUT_MS"]) and cfg["TIMEOUT_MS"] > 0):
         bad("E003", f"TIMEOUT_MS must be a positive number or None, got {cfg['TIMEOUT_MS']!r}.")
+    if not (is_number(cfg["REMOTE_TIMEOUT_MS"]) and cfg["REMOTE_TIMEOUT_MS"] > 0):
+        bad("E003", f"REMOTE_TIMEOUT_MS must be a positive number, got {cfg['REMOTE_TIMEOUT_MS']!r}.")
     _check_allowed_sizes(cfg, bad)
     if not (isinstance(cfg["DEVICE"], str) and _DEVICE_RE.match(cfg["DEVICE"])):
         bad("E009", f"DEVICE must be 'auto', 'cpu', 'gpu' or 'gpu:N', got {cfg['DEVICE']!r}.")
@@ -152,6 +165,9 @@ def parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems
             signature=cfg["SIGNATURE"],
             device=cfg["DEVICE"].lower(),
             jit_compile=cfg["JIT_COMPILE"],
+            url=cfg["URL"] if isinstance(cfg["URL"], str) else None,
+            remote_timeout=cfg["REMOTE_TIMEOUT_MS"] / 1000.0,
+            connections=cfg["MAX_CONCURRENT_BATCHES"],
         ),
         batching=BatchConfig(
             max_batch_size=cfg["MAX_BATCH_SIZE"],

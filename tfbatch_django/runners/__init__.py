@@ -1,7 +1,7 @@
 """Framework adapters: turn a ``RunnerConfig`` into a loaded ``Runner``.
 
-Nothing here imports Django; TensorFlow and Keras are imported only when a model of
-theirs is loaded, so the app (and ``manage.py check``) works without them installed.
+Nothing here imports Django; TensorFlow, Keras and urllib3 are imported only when a model
+of theirs is loaded, so the app (and ``manage.py check``) works without them installed.
 """
 
 from __future__ import annotations
@@ -20,6 +20,18 @@ def load_runner(config: RunnerConfig, framework: FrameworkOptions | None = None)
 
         assert config.runner is not None
         return load_custom_runner(config.runner, config.options)
+    if fmt == "remote_v2":
+        from .remote_v2 import RemoteV2Runner
+
+        assert config.url is not None
+        return RemoteV2Runner(config.url, timeout=config.remote_timeout, connections=config.connections)
+    if fmt == "remote_tfserving":
+        from .remote_tfserving import RemoteTFServingRunner
+
+        assert config.url is not None
+        return RemoteTFServingRunner(
+            config.url, signature=config.signature, timeout=config.remote_timeout, connections=config.connections
+        )
     assert config.path is not None
     if fmt == "keras":
         from .keras import KerasRunner

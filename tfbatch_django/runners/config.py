@@ -17,7 +17,7 @@ _GENERATED = re.compile(r"^(keras_tensor|input_layer)(_\d+)?$")
 
 @dataclass(frozen=True)
 class RunnerConfig:
-    """How to load one model: a file/directory (``path``) or a custom factory (``runner``)."""
+    """How to load one model: a file/directory (``path``), a custom factory (``runner``), or a URL."""
 
     path: Path | None = None
     runner: str | None = None  # dotted path to a factory returning a Runner
@@ -25,13 +25,19 @@ class RunnerConfig:
     signature: str = "serving_default"
     device: str = "auto"  # "auto", "cpu", "gpu", "gpu:N"
     jit_compile: bool | None = None  # None: the framework's default (see the runners)
+    url: str | None = None  # a model on an engine (KServe v2 or TF Serving REST)
+    remote_timeout: float = 30.0  # seconds, each call to that engine
+    connections: int = 1  # connections kept to that engine (one per concurrent batch)
 
     @property
     def format(self) -> str:
-        """ "custom", "keras" or "savedmodel"."""
+        """ "custom", "remote_v2", "remote_tfserving", "keras" or "savedmodel"."""
         if self.runner:
             return "custom"
-        assert self.path is not None
+        if self.path is None:  # then URL: the settings demand exactly one of the three
+            from .remote_http import remote_format
+
+            return remote_format(self.url or "")
         return detect_format(self.path)
 
 
