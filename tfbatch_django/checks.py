@@ -1,7 +1,8 @@
 """System checks for ``settings.TFBATCH`` (ids ``tfbatch_django.E001`` ...).
 
     E001 unknown key (typo)                 E006 neither or both of PATH and RUNNER
-    E002 PATH missing or not a model        E007 RUNNER not importable or not callable
+    E002 PATH not a model (or, under        E007 RUNNER not importable or not callable
+         check --deploy, missing)
     E003 size/time not positive             E008 wrong type or structure
     E004 ALLOWED_BATCH_SIZES invalid or     E009 DEVICE not auto/cpu/gpu/gpu:N
          not reaching MAX_BATCH_SIZE        E010 model name not URL-safe
@@ -20,6 +21,11 @@ Monitoring keys (reported, never fatal: the value falls back to its default)::
     E023 PROMETHEUS not True/False
     E024 PROMETHEUS on but prometheus_client not installed
 
+A ``PATH`` that does not exist is only a warning, W002: models are often mounted after
+the image is built, and an error would stop ``migrate`` and ``collectstatic``. The
+model reports status ``failed`` if the file is still missing when it loads, and
+``manage.py check --deploy`` reports it as the error E002.
+
 The checks read settings and ``saved_model.pb`` only; they never import TensorFlow.
 """
 
@@ -30,6 +36,7 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from .conf import parse
+from .conf.models import PATH_HINT
 
 
 @register("tfbatch_django")
@@ -39,3 +46,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     _, problems = parse(getattr(settings, "TFBATCH", None))
     level = {"error": Error, "warning": Warning}
     return [level[p.level](p.msg, hint=p.hint, id=f"tfbatch_django.{p.id}") for p in problems]
+
+
+@register("tfbatch_django", deploy=True)
+def check_models_present(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Under ``check --deploy``: a model file that is still missing is an error."""
+    from django.conf import settings
+
+    _, problems = parse(getattr(settings, "TFBATCH", None))
+    return [
+        Error(p.msg, hint=PATH_HINT, id="tfbatch_django.E002")
+        for p in problems
+        if p.id == "W002"
+    ]
