@@ -1,7 +1,9 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   - venv + packages, trains the demo model if missing, migrates, runs daphne on 127.0.0.1:8000
 #   make test   - venv + packages (+ Chromium for the browser tests), then the whole test suite
-# Other targets: make lint (ruff + mypy), make bench, make clean.
+# Other targets: make lint (ruff + mypy), make dist (sdist + wheel, checked with twine),
+# make test-django-latest (the suite on the newest Django, in a second venv), make bench,
+# make soak, make clean.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +14,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint demo bench browser clean
+.PHONY: venv test lint dist demo bench soak browser clean
 
 venv: $(STAMP)
 
@@ -36,6 +38,13 @@ lint: venv
 	$(BIN)/ruff format --check tfbatch_django tests bench demo_project
 	$(BIN)/mypy tfbatch_django bench demo_project
 
+# The package as an index would get it: both archives built from a clean tree, and their
+# metadata (README as the long description, URLs, classifiers) checked with twine.
+dist: venv
+	rm -rf dist && mkdir dist
+	$(BIN)/python -m build --outdir dist . >dist/build.log 2>&1 || { cat dist/build.log; exit 1; }
+	$(BIN)/twine check --strict dist/*.whl dist/*.tar.gz
+
 demo: venv
 	$(BIN)/python manage.py tfbatch_demo_model --if-missing
 	$(BIN)/python manage.py migrate --noinput
@@ -47,4 +56,4 @@ bench: venv
 	$(BIN)/python bench/bench_batcher.py
 
 clean:
-	rm -rf $(VENV) var build *.egg-info
+	rm -rf $(VENV) var build dist *.egg-info

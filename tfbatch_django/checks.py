@@ -54,8 +54,4 @@ def check_models_present(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     from django.conf import settings
 
     _, problems = parse(getattr(settings, "TFBATCH", None))
-    return [
-        Error(p.msg, hint=PATH_HINT, id="tfbatch_django.E002")
-        for p in problems
-        if p.id == "W002"
-    ]
+    return [Error(p.msg, hint=PATH_HINT, id="tfbatch_django.E002") for p in problems if p.id == "W002"]
