@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 
 import numpy as np
 import pytest
 
 from tests.tf_models import TFSERVING
-from tfbatch_django.batching import BatchConfig, Batcher
+from tfbatch_django.batching import BatchConfig, Batcher, Runner
 from tfbatch_django.exceptions import ModelLoadError
 from tfbatch_django.runners import RunnerConfig, load_runner
 from tfbatch_django.runners.tensorflow import TF1_NOTE, SavedModelRunner
@@ -160,10 +161,34 @@ def test_xla_compiled_with_padding_matches_plain(classifier, images):
         batcher.close()
 
 
+class MeetInside(Runner):
+    """Delegates to a real runner; once armed, its first two calls wait for each other
+    inside ``run`` (a barrier, 20 s at most), then both call the model at once."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.input_specs = runner.input_specs
+        self.output_specs = runner.output_specs
+        self.thread_safe = runner.thread_safe
+        self.barrier = threading.Barrier(2, timeout=20)
+        self.armed = False
+        self.met = 0
+        self.lock = threading.Lock()
+
+    def run(self, inputs):
+        with self.lock:
+            meet = self.armed and self.met < 2
+            self.met += meet
+        if meet:
+            self.barrier.wait()  # raises BrokenBarrierError if no second batch comes
+        return self.runner.run(inputs)
+
+
 def test_concurrent_batches_on_a_thread_safe_savedmodel(classifier, images):
-    runner = load_runner(RunnerConfig(path=classifier.savedmodel_path))
+    runner = MeetInside(load_runner(RunnerConfig(path=classifier.savedmodel_path)))
     assert runner.thread_safe
     batcher = serve(runner, max_batch_size=4, max_concurrent_batches=2)
+    runner.armed = True  # after warm-up, which runs one batch at a time
     try:
 
         async def main():
@@ -172,5 +197,8 @@ def test_concurrent_batches_on_a_thread_safe_savedmodel(classifier, images):
         results = asyncio.run(main())
         got = np.concatenate([r.outputs["output_0"] for r in results])
         np.testing.assert_allclose(got, classifier.direct(images[:36]).numpy(), rtol=1e-5, atol=1e-6)
+        # Two batches were inside the SavedModel at the same time (they met at the barrier).
+        assert runner.met == 2
+        assert not runner.barrier.broken
     finally:
         batcher.close()
