@@ -13,8 +13,12 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# The second venv: the newest Django (requirements/django-latest.txt) on Python >= 3.12.
+VENV_LATEST ?= .venv-django-latest
+STAMP_LATEST := $(VENV_LATEST)/.installed
+EXTRAS_LATEST ?= tensorflow-cpu,channels,test
 
-.PHONY: venv test lint dist demo bench soak browser clean
+.PHONY: venv venv-django-latest test test-django-latest lint dist demo bench soak browser clean
 
 venv: $(STAMP)
 
@@ -24,6 +28,15 @@ $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
+venv-django-latest: $(STAMP_LATEST)
+
+$(STAMP_LATEST): setup.cfg pyproject.toml requirements/constraints.txt requirements/django-latest.txt
+	test -x $(VENV_LATEST)/bin/python || "$${PYTHON_LATEST:-$$(.ci/python-for-django-latest)}" -m venv $(VENV_LATEST)
+	{ grep -v '^Django==' requirements/constraints.txt; cat requirements/django-latest.txt; } > $(VENV_LATEST)/constraints.txt
+	$(VENV_LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_LATEST)/bin/python -m pip install --quiet -c $(VENV_LATEST)/constraints.txt -e ".[$(EXTRAS_LATEST)]"
+	touch $(STAMP_LATEST)
+
 # Debian's Chromium drives the browser tests (no browser download at test time).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -32,6 +45,11 @@ browser:
 
 test: venv browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The whole suite again on the newest Django release and a newer Python (CI runs both).
+test-django-latest: venv-django-latest browser
+	$(VENV_LATEST)/bin/python -c 'import django, sys; print(f"Django {django.__version__} on Python {sys.version.split()[0]}")'
+	$(VENV_LATEST)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check tfbatch_django tests bench demo_project
@@ -56,4 +74,4 @@ bench: venv
 	$(BIN)/python bench/bench_batcher.py
 
 clean:
-	rm -rf $(VENV) var build dist *.egg-info
+	rm -rf $(VENV) $(VENV_LATEST) var build dist *.egg-info

@@ -1,7 +1,7 @@
 """The dashboard in Chromium: a staff member watches the figures move after a burst.
 
 One daphne process serves a fake model and two real TensorFlow SavedModels (TF
-Serving's test exports): one loads, the other fails to load in TensorFlow 2.21, and the
+Serving's test exports): one loads, the other fails to load in any TensorFlow, and the
 page must say so. The screenshot is saved under the test's temporary folder.
 """
 
