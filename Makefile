@@ -73,5 +73,9 @@ bench: venv
 	$(BIN)/python bench/bench_serving.py
 	$(BIN)/python bench/bench_batcher.py
 
+# Minutes at twice the server's capacity, every request accounted for (SOAK_ARGS="--minutes 2").
+soak: venv
+	$(BIN)/python bench/bench_soak.py $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV) $(VENV_LATEST) var build dist *.egg-info

@@ -213,13 +213,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_daphne(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_daphne(port: int, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    """daphne serving ``bench.settings`` on ``port``, once both models are loaded; its
+    output goes to ``log`` (or nowhere)."""
+    output = log.open("wb") if log is not None else subprocess.DEVNULL
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(port), "bench.asgi:application"],
         cwd=ROOT,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
