@@ -53,17 +53,21 @@ _IMPORT_NOISE = re.compile(
 
 
 def _forward(read_fd: int, write_fd: int) -> None:
-    """Copy lines from ``read_fd`` to ``write_fd`` until EOF, dropping import noise."""
+    """Copy lines from ``read_fd`` to ``write_fd`` until EOF, dropping import noise; then
+    close both (a process started during the import may hold the pipe open longer)."""
     pending = b""
-    with open(read_fd, "rb", buffering=0) as pipe:
-        while chunk := pipe.read(65536):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            kept = b"".join(line + b"\n" for line in lines if not _IMPORT_NOISE.match(line))
-            if kept:
-                os.write(write_fd, kept)
-    if pending and not _IMPORT_NOISE.match(pending):
-        os.write(write_fd, pending)
+    try:
+        with open(read_fd, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                kept = b"".join(line + b"\n" for line in lines if not _IMPORT_NOISE.match(line))
+                if kept:
+                    os.write(write_fd, kept)
+        if pending and not _IMPORT_NOISE.match(pending):
+            os.write(write_fd, pending)
+    finally:
+        os.close(write_fd)
 
 
 @contextlib.contextmanager
@@ -75,7 +79,8 @@ def _import_noise_filtered() -> Iterator[None]:
         yield
         return
     read_fd, write_fd = os.pipe()
-    forwarder = threading.Thread(target=_forward, args=(read_fd, saved), name="tfbatch-stderr", daemon=True)
+    forward_to = os.dup(saved)  # the forwarder's own, closed by it
+    forwarder = threading.Thread(target=_forward, args=(read_fd, forward_to), name="tfbatch-stderr", daemon=True)
     forwarder.start()
     try:
         sys.stderr.flush()
@@ -86,8 +91,8 @@ def _import_noise_filtered() -> Iterator[None]:
         with contextlib.suppress(Exception):
             sys.stderr.flush()
         os.dup2(saved, 2)  # the pipe's last writer is gone: the forwarder reads EOF
-        forwarder.join(10)
         os.close(saved)
+        forwarder.join(5)  # its last lines out before the caller goes on
 
 
 def import_tensorflow(options: FrameworkOptions | None = None) -> Any:
