@@ -19,7 +19,9 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 # One core per model call and a call per core at once (``bench.model.LAYOUTS``), or
 # TensorFlow's default: every core on one call.
 _PER_CORE = os.environ.get("TFBATCH_BENCH_LAYOUT") == "per-core"
-_MODEL = {"PATH": MODEL_DIR, "MAX_LATENCY_MS": 5, "MAX_QUEUE_SIZE": 4096, "TIMEOUT_MS": 30_000}
+# TFBATCH_BENCH_TIMEOUT_MS: the soak (bench_soak.py) sheds overload with a short deadline.
+_TIMEOUT_MS = int(os.environ.get("TFBATCH_BENCH_TIMEOUT_MS", "30000"))
+_MODEL = {"PATH": MODEL_DIR, "MAX_LATENCY_MS": 5, "MAX_QUEUE_SIZE": 4096, "TIMEOUT_MS": _TIMEOUT_MS}
 if _PER_CORE:
     _MODEL["MAX_CONCURRENT_BATCHES"] = os.cpu_count() or 1
 TFBATCH = {

@@ -1,6 +1,8 @@
-"""The demo's URLs plus a Django async view answering a constant: the Django path's ceiling."""
+"""The demo's URLs plus a Django async view answering a constant: the Django path's ceiling;
+and this process's own statistics, for the soak's accounting (a benchmark project only:
+``get_stats()`` is not for the world to read)."""
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
@@ -14,4 +16,10 @@ async def constant(request: HttpRequest) -> HttpResponse:
     return HttpResponse(CONSTANT, content_type="application/json")
 
 
-urlpatterns = [*demo_urlpatterns, path("const/django/", constant)]
+def stats(request: HttpRequest) -> JsonResponse:
+    from tfbatch_django import get_stats
+
+    return JsonResponse(get_stats())
+
+
+urlpatterns = [*demo_urlpatterns, path("const/django/", constant), path("bench/stats/", stats)]

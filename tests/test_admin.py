@@ -17,6 +17,7 @@ from django.urls import reverse
 from tests.monitoring.workloads import EXPECTED_HISTOGRAM, EXPECTED_MODEL_CALLS, GATED, known_workload
 from tfbatch_django import get_stats
 from tfbatch_django.monitoring.publisher import Publisher
+from tfbatch_django.monitoring.views import latency_text
 
 DASHBOARD = reverse("admin:tfbatch_django_dashboard_changelist")
 LIVE = reverse("admin:tfbatch_django_dashboard_live")
@@ -128,4 +129,15 @@ def test_page_and_json_equal_the_batchers_counters_after_a_known_workload(users)
         row = re.search(r'<tr data-latency="2">(.*?)</tr>', html, re.S)
         assert row is not None
         cells = re.findall(r"<td>([^<]*)</td>", row.group(1))
-        assert cells[3:6] == [str(e2e["p50_ms"]), str(e2e["p95_ms"]), str(e2e["p99_ms"])]
+        assert cells[3:6] == [latency_text(e2e["p50_ms"]), latency_text(e2e["p95_ms"]), latency_text(e2e["p99_ms"])]
+        assert all(len(cell.replace(",", "").replace(".", "").lstrip("0")) <= 3 for cell in cells), cells
+
+
+def test_the_page_refreshes_every_dashboard_refresh_seconds(users):
+    with override_settings(TFBATCH={"MODELS": {}, "DASHBOARD_REFRESH_SECONDS": 7}):
+        client = client_for(users["viewer"])
+        html = client.get(DASHBOARD).content.decode()
+        settings = client.get(DATA).json()["settings"]
+    assert 'data-refresh-seconds="7.0"' in html  # what the page's script reads
+    assert "Refreshes every 7 s" in html
+    assert settings["refresh_seconds"] == 7.0

@@ -7,16 +7,18 @@ contexts where an asyncio object bound to the first loop that touched it would b
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.test import override_settings
 
-from tests.fakes import GatedModel
-from tfbatch_django import predict, predict_detailed, predict_sync
+from tests.fakes import GatedModel, double_runner
+from tfbatch_django import CallableRunner, predict, predict_detailed, predict_sync
 from tfbatch_django.registry import registry
 
 GATED = GatedModel()
@@ -83,8 +85,12 @@ async def test_sync_to_async_thread_and_coroutines_share_one_batch():
     await asyncio.to_thread(GATED.entered.wait, 5)
     from_thread = asyncio.ensure_future(sync_to_async(predict_sync, thread_sensitive=False)("gated", x(1)))
     from_loop = [asyncio.ensure_future(predict_detailed("gated", x(v))) for v in (2, 3)]
-    while batcher.snapshot()["requests"] < 4:
+    for _ in range(20_000):  # bounded: ~20 s
+        if batcher.snapshot()["requests"] >= 4:
+            break
         await asyncio.sleep(0.001)
+    else:
+        raise AssertionError("the 4 requests never reached the batcher")
     GATED.release()
     await first
     assert (await from_thread)["y"].tolist() == [[2, 2, 2]]
@@ -135,26 +141,61 @@ def test_forked_child_builds_its_own_batcher():
     assert predict_sync("double", x(2)).tolist() == [[4, 4, 4]]
 
 
+LOAD_GATE = threading.Event()
+LOAD_TIMES: dict[str, float] = {}
+TICKS_WHILE_LOADING = 100
+
+
+def loop_gated_runner() -> CallableRunner:
+    """A model whose load finishes only once the event loop has ticked (or after 10 s).
+
+    Loaded on a thread of its own, as it must be, it finishes as soon as the ticker has
+    seen the loop run meanwhile. Loaded on the loop's own thread, the loop cannot tick:
+    the gate times out and the ticker sees one gap spanning the whole load.
+    """
+    LOAD_TIMES["start"] = time.perf_counter()
+    LOAD_GATE.wait(10)
+    LOAD_TIMES["end"] = time.perf_counter()
+    return double_runner()
+
+
 def test_model_load_does_not_block_the_event_loop():
-    # The first call loads the model on a background thread; meanwhile the loop runs.
-    ticks = 0
+    LOAD_GATE.clear()
+    LOAD_TIMES.clear()
+    ticks: list[float] = []
 
     async def main() -> list[list[float]]:
-        nonlocal ticks
         stop = asyncio.Event()
 
         async def ticker() -> None:
-            nonlocal ticks
-            while not stop.is_set():
-                ticks += 1
-                await asyncio.sleep(0)
+            seen = 0
+            for _ in range(100_000):  # bounded: ~1 ms each, so ~100 s at most
+                if stop.is_set():
+                    return
+                now = time.perf_counter()
+                ticks.append(now)
+                seen += "start" in LOAD_TIMES and now > LOAD_TIMES["start"]
+                if seen == TICKS_WHILE_LOADING:
+                    LOAD_TIMES["gate"] = now
+                    LOAD_GATE.set()
+                await asyncio.sleep(0.001)
 
         task = asyncio.ensure_future(ticker())
-        result = (await predict("double", x(3))).tolist()
+        result = (await predict("loop_gated", x(3))).tolist()
         stop.set()
         await task
         return result
 
-    assert registry.get("double").batcher is None
-    assert asyncio.run(main()) == [[6, 6, 6]]
-    assert ticks > 0
+    settings = {"MODELS": {"loop_gated": {"RUNNER": "tests.test_caller_contexts.loop_gated_runner"}}}
+    with override_settings(TFBATCH=settings):
+        assert registry.get("loop_gated").batcher is None
+        assert asyncio.run(main()) == [[6, 6, 6]]
+    # The load, up to the moment the loop released it (or the gate timed out).
+    start = LOAD_TIMES["start"]
+    end = LOAD_TIMES.get("gate", LOAD_TIMES["end"])
+    during = [t for t in ticks if start < t <= end]
+    longest_gap = max(b - a for a, b in itertools.pairwise([start, *during, end]))
+    report = f"{len(during)} ticks, longest gap {longest_gap * 1000:.1f} ms of a {(end - start) * 1000:.1f} ms load"
+    # A load on the loop's thread: no tick at all, one gap as long as the load itself.
+    assert len(during) == TICKS_WHILE_LOADING, report
+    assert longest_gap < end - start, report

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from django.core.checks import Error
+from django.core.checks import Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from tfbatch_django.checks import check_settings
 from tfbatch_django.conf import get_config
 
-TFSERVING = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "tfserving"
+ROOT = Path(__file__).resolve().parents[1]
+TFSERVING = ROOT.parent / "shared" / "testdata" / "tfserving"
 HALF_PLUS_TWO = TFSERVING / "saved_model_half_plus_two_cpu"
 
 
@@ -42,14 +47,86 @@ def test_e001_unknown_keys_suggest_the_closest():
     assert (cid, msg) == ("tfbatch_django.E001", "TFBATCH['DEFAULTS'] has an unknown key 'MAX_LATENCY'.")
 
 
-def test_e002_missing_path():
-    assert run({"MODELS": {"m": {"PATH": "/nope/model"}}}) == [
+def test_w002_missing_path_is_only_a_warning():
+    # Models are often mounted after the image is built: migrate and collectstatic must run.
+    with override_settings(TFBATCH={"MODELS": {"m": {"PATH": "/nope/model"}}}):
+        messages = check_settings()
+    assert [(type(m), m.id, m.msg, m.hint) for m in messages] == [
         (
-            "tfbatch_django.E002",
+            Warning,
+            "tfbatch_django.W002",
             "TFBATCH['MODELS']['m']: PATH '/nope/model' does not exist.",
-            "Point PATH at a SavedModel directory or a .keras file (absolute paths are safest).",
+            "Point PATH at a SavedModel directory or a .keras file (absolute paths are safest). "
+            "If it is mounted after this command runs, ignore this: the model loads once it is there.",
         )
     ]
+
+
+def test_e002_missing_path_under_check_deploy():
+    from django.core import checks
+
+    with override_settings(TFBATCH={"MODELS": {"m": {"PATH": "/nope/model"}}}):
+        normal = checks.run_checks(tags=["tfbatch_django"])
+        deploy = checks.run_checks(tags=["tfbatch_django"], include_deployment_checks=True)
+    assert [m.id for m in normal] == ["tfbatch_django.W002"]
+    assert sorted((m.id, type(m).__name__) for m in deploy) == [
+        ("tfbatch_django.E002", "Error"),
+        ("tfbatch_django.W002", "Warning"),
+    ]
+    [error] = [m for m in deploy if m.id == "tfbatch_django.E002"]
+    assert error.msg == "TFBATCH['MODELS']['m']: PATH '/nope/model' does not exist."
+    with override_settings(TFBATCH={"MODELS": {"hp2": {"PATH": HALF_PLUS_TWO}}}):
+        assert checks.run_checks(tags=["tfbatch_django"], include_deployment_checks=True) == []
+
+
+def test_a_missing_model_file_fails_only_that_model_when_it_loads(tmp_path):
+    from tfbatch_django import ModelLoadError, get_stats, predict_sync, warmup
+
+    later = tmp_path / "later"
+    settings = {"MODELS": {"later": {"PATH": later}, "ok": {"RUNNER": "tests.fakes.double_runner"}}}
+    with override_settings(TFBATCH=settings):
+        assert warmup() == {"later": "failed", "ok": "ready"}
+        with pytest.raises(ModelLoadError, match=f"model 'later' cannot load: PATH '{later}' does not exist"):
+            predict_sync("later", [[1.0]])
+        assert get_stats("later")["later"]["error"] == f"model 'later' cannot load: PATH '{later}' does not exist"
+        assert predict_sync("ok", [[1.0, 2.0, 3.0]]).tolist() == [[2.0, 4.0, 6.0]]
+
+
+def test_a_model_mounted_after_the_settings_were_read_loads(tmp_path):
+    from tfbatch_django import predict_sync
+
+    later = tmp_path / "later"
+    with override_settings(TFBATCH={"MODELS": {"later": {"PATH": later}}}):
+        assert [m.id for m in check_settings()] == ["tfbatch_django.W002"]  # parsed while missing
+        shutil.copytree(HALF_PLUS_TWO, later)
+        assert predict_sync("later", [[1.0]]).tolist() == [[2.5]]
+
+
+@pytest.mark.parametrize("command", [["migrate", "--noinput"], ["collectstatic", "--noinput"]])
+def test_migrate_and_collectstatic_run_before_the_model_is_mounted(tmp_path, command):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.deploy_settings",
+        "TFBATCH_TEST_DB": str(tmp_path / "db.sqlite3"),
+        "TFBATCH_TEST_STATIC_ROOT": str(tmp_path / "static"),
+        "TFBATCH_TEST_MISSING_MODEL": str(tmp_path / "models" / "later"),
+    }
+    done = subprocess.run(
+        [sys.executable, "manage.py", *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    if command[0] == "migrate":  # collectstatic runs the staticfiles checks only
+        assert "tfbatch_django.W002" in done.stderr  # reported, not fatal
+    deploy = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--tag", "tfbatch_django"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert deploy.returncode == 1
+    assert "tfbatch_django.E002" in deploy.stderr
 
 
 def test_e002_directory_without_a_savedmodel(tmp_path):

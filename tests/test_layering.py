@@ -7,6 +7,7 @@ lazy import cannot sneak a dependency in either.
 from __future__ import annotations
 
 import ast
+import shutil
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tfbatch_django"
@@ -30,9 +31,9 @@ CHANNELS_MODULES = {
 }
 
 
-def imported_modules(path: Path) -> set[str]:
+def imported_modules(path: Path, root: Path = PACKAGE) -> set[str]:
     tree = ast.parse(path.read_text())
-    package = "tfbatch_django." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    package = "tfbatch_django." + ".".join(path.relative_to(root).with_suffix("").parts)
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -48,16 +49,16 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def violations(target: str) -> list[str]:
-    root = PACKAGE / target
+def violations(target: str, package: Path = PACKAGE) -> list[str]:
+    root = package / target
     files = [root] if root.is_file() else sorted(root.rglob("*.py"))
     found = []
     for path in files:
-        for module in imported_modules(path):
+        for module in imported_modules(path, package):
             for banned in FORBIDDEN[target]:
                 allowed_self = target.endswith(".py") and module == "__future__"
                 if not allowed_self and (module == banned or module.startswith(banned + ".")):
-                    found.append(f"{path.relative_to(PACKAGE)} imports {module}")
+                    found.append(f"{path.relative_to(package)} imports {module}")
     return found
 
 
@@ -94,6 +95,21 @@ def test_only_the_channels_front_doors_import_channels():
 
 
 def test_the_checker_catches_a_violation(tmp_path):
-    # The rule must be able to fail: a relative import resolves to its absolute name.
-    fake = PACKAGE / "batching" / "batcher.py"
-    assert "tfbatch_django.exceptions" in imported_modules(fake)
+    # The rule must be able to fail: a copy of the package with real violations planted,
+    # direct and lazy, absolute and relative, is checked by the same function.
+    copy = tmp_path / "tfbatch_django"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "static", "templates"))
+    assert violations("batching", copy) == []
+    scheduler = copy / "batching" / "scheduler.py"
+    scheduler.write_text(
+        scheduler.read_text()
+        + "\n\ndef _planted() -> None:\n    from ..runners.tensorflow import SavedModelRunner  # noqa\n"
+    )
+    (copy / "batching" / "planted.py").write_text("import django.conf\nfrom tensorflow import constant\n")
+    (copy / "exceptions.py").write_text((copy / "exceptions.py").read_text() + "\nimport numpy\n")
+    assert sorted(violations("batching", copy)) == [
+        "batching/planted.py imports django.conf",
+        "batching/planted.py imports tensorflow",
+        "batching/scheduler.py imports tfbatch_django.runners.tensorflow",
+    ]
+    assert violations("exceptions.py", copy) == ["exceptions.py imports numpy"]

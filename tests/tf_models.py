@@ -7,6 +7,9 @@ with direct calls of the same Keras objects.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,27 @@ import numpy as np
 import pytest
 
 TFSERVING = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "tfserving"
+UNLOADABLE = Path(tempfile.gettempdir()) / "tfbatch-django-tests" / "unloadable_savedmodel"
+
+
+def unloadable_savedmodel() -> Path:
+    """A SavedModel that no TensorFlow version can load: TF Serving's half_plus_two with
+    an empty variables index. Its ``saved_model.pb`` is intact, so the system checks
+    pass and the failure shows where it belongs, when TensorFlow loads it. Made once per
+    machine (also for the daphne processes the monitoring tests start)."""
+    if not (UNLOADABLE / "00000123" / "variables" / "variables.index").is_file():
+        staging = UNLOADABLE.with_name(f"{UNLOADABLE.name}.{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(TFSERVING / "saved_model_half_plus_two_cpu", staging, copy_function=shutil.copyfile)
+        for folder in (staging, *staging.rglob("*")):
+            if folder.is_dir():
+                folder.chmod(0o755)  # shared/ is read-only
+        (staging / "00000123" / "variables" / "variables.index").write_bytes(b"")
+        try:
+            staging.rename(UNLOADABLE)
+        except OSError:  # another process made it meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+    return UNLOADABLE
 
 
 @dataclass

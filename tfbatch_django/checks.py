@@ -1,7 +1,8 @@
 """System checks for ``settings.TFBATCH`` (ids ``tfbatch_django.E001`` ...).
 
     E001 unknown key (typo)                 E006 not exactly one of PATH, RUNNER, URL
-    E002 PATH missing or not a model        E007 RUNNER not importable or not callable
+    E002 PATH not a model (or, under        E007 RUNNER not importable or not callable
+         check --deploy, missing)
     E003 size/time not positive             E008 wrong type or structure
     E004 ALLOWED_BATCH_SIZES invalid or     E009 DEVICE not auto/cpu/gpu/gpu:N
          not reaching MAX_BATCH_SIZE        E010 model name not URL-safe
@@ -26,6 +27,11 @@ Workers::
     E030 WORKER not a valid name            E032 models have a WORKER but the channel
     E031 a WORKER_* key invalid                  layer is missing or in memory
 
+A ``PATH`` that does not exist is only a warning, W002: models are often mounted after
+the image is built, and an error would stop ``migrate`` and ``collectstatic``. The
+model reports status ``failed`` if the file is still missing when it loads, and
+``manage.py check --deploy`` reports it as the error E002.
+
 The checks read settings and ``saved_model.pb`` only; they never import TensorFlow.
 """
 
@@ -36,6 +42,7 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from .conf import parse
+from .conf.models import PATH_HINT
 from .conf.workers import check_channel_layer
 
 
@@ -48,3 +55,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     problems += check_channel_layer(config.workers, uses_workers, getattr(settings, "CHANNEL_LAYERS", None))
     level = {"error": Error, "warning": Warning}
     return [level[p.level](p.msg, hint=p.hint, id=f"tfbatch_django.{p.id}") for p in problems]
+
+
+@register("tfbatch_django", deploy=True)
+def check_models_present(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Under ``check --deploy``: a model file that is still missing is an error."""
+    from django.conf import settings
+
+    _, problems = parse(getattr(settings, "TFBATCH", None))
+    return [Error(p.msg, hint=PATH_HINT, id="tfbatch_django.E002") for p in problems if p.id == "W002"]

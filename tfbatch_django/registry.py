@@ -59,8 +59,9 @@ class ModelHandle:
         self._future: concurrent.futures.Future[Batcher] | None = None
         self._closed = False
         self._lock = threading.Lock()
-        problems = [p for p in get_problems() if p.model == self.name]
-        if problems:  # a missing PATH, an unknown signature...: fail now, with the check's words
+        # Not a file that is missing (W002): it may be mounted later, and is looked for at load.
+        problems = [p for p in get_problems() if p.model == self.name and p.level == "error"]
+        if problems:  # a PATH that is not a model, an unknown signature...: fail now, with the check's words
             self.status = FAILED
             self.error = f"model {self.name!r} cannot load: " + " ".join(p.msg for p in problems)
 
@@ -106,6 +107,9 @@ class ModelHandle:
         try:
             if self.status == FAILED:
                 raise ModelLoadError(self.error or "failed", model=self.name)
+            path = self.config.runner.path
+            if path is not None and not path.exists():
+                raise ModelLoadError(f"model {self.name!r} cannot load: PATH {str(path)!r} does not exist")
             self.status = LOADING
             logger.info("tfbatch: loading model %r", self.name)
             if self.settings.switch_interval is not None:

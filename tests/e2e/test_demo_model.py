@@ -21,7 +21,7 @@ def test_the_export_has_stable_names(demo_model: Path) -> None:
 
 def test_if_missing_keeps_an_existing_model_and_runs_despite_failing_checks(demo_model: Path) -> None:
     before = (demo_model / "saved_model.pb").stat().st_mtime_ns
-    # The demo's configured model is missing, so check E002 fails: the command must run anyway.
+    # The demo's configured model is missing (check W002): the command must run anyway.
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "demo_project.settings"}
     env["TFBATCH_DEMO_MODEL_DIR"] = str(demo_model.parent / "missing")
     done = subprocess.run(

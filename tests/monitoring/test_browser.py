@@ -1,7 +1,7 @@
 """The dashboard in Chromium: a staff member watches the figures move after a burst.
 
 One daphne process serves a fake model and two real TensorFlow SavedModels (TF
-Serving's test exports): one loads, the other fails to load in TensorFlow 2.21, and the
+Serving's test exports): one loads, the other fails to load in any TensorFlow, and the
 page must say so. The screenshot is saved under the test's temporary folder.
 """
 
@@ -55,7 +55,23 @@ def test_staff_sees_live_figures_change_after_a_burst(tmp_path):
                 expect(page.locator('[data-figure="live-processes"]')).to_have_text("1")
                 assert page.evaluate("window.notReloaded") is True  # refreshed in place
                 assert page.locator("#tfbatch-refresh-status").text_content() == ""
+                # Latencies with three significant figures at most (not 6.0887).
+                cells = ready.locator('tr[data-latency="2"] td').all_text_contents()
+                assert all(len(c.replace(",", "").replace(".", "").lstrip("0")) <= 3 for c in cells), cells
+                assert ready.locator('[data-axis="y"]').first.text_content().startswith("↑ 0 \u2013 ")
                 page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+                # The process table fits the page, also in a narrower window: the page
+                # never scrolls sideways (a table too wide scrolls inside its own box).
+                for width in (1400, 1024):
+                    page.set_viewport_size({"width": width, "height": 1000})
+                    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                    assert overflow <= 0, (width, overflow)
+                    table = page.locator(".tfb-processes table").bounding_box()
+                    box = page.locator(".tfb-processes").bounding_box()
+                    assert table is not None and box is not None
+                    if width == 1400:
+                        assert table["x"] + table["width"] <= box["x"] + box["width"] + 1
+                page.screenshot(path=str(tmp_path / "dashboard-1024.png"), full_page=True)
             finally:
                 browser.close()
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tfbatch_django.monitoring.charts import HEIGHT, WIDTH, batch_size_chart, history_charts, nice_ceiling
+from tfbatch_django.monitoring.views import latency_text
 
 HISTORY = {"start": 0.0, "end": 600.0, "bin_seconds": 60.0, "hours": 1 / 6}
 
@@ -34,6 +35,8 @@ def test_lines_break_at_gaps_and_lone_points_become_dots():
         "Mean batch size",
         "p99 latency, end to end",
     ]
+    # Each vertical axis says what it counts.
+    assert [c.y_unit for c in (throughput, batch, latency)] == ["requests or rows per second", "rows per batch", "ms"]
 
 
 def test_no_history_draws_nothing():
@@ -47,3 +50,33 @@ def test_batch_size_bars_sit_at_their_size():
     assert chart.bars[1].title == "8 batches of 10 rows"
     assert (chart.y_max, chart.x_max) == ("8", "10")
     assert batch_size_chart({}, 8).bars == ()
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (None, "\u2013"),
+        (0, "0"),
+        (0.0004, "<0.001"),
+        (0.01, "0.01"),
+        (0.5382, "0.538"),
+        (6.0887, "6.09"),
+        (57.24, "57.2"),
+        (612.4, "612"),
+        (1234.6, "1,235"),
+    ],
+)
+def test_latencies_are_shown_with_three_significant_figures_at_most(ms, text):
+    assert latency_text(ms) == text
+
+
+def test_the_page_labels_both_axes_of_every_chart():
+    from django.template.loader import render_to_string
+
+    charts = history_charts([point(60, 10), point(120, 20)], HISTORY)
+    html = render_to_string("admin/tfbatch_django/line_chart.html", {"chart": charts[0]})
+    assert "↑ 0 \u2013 20 requests or rows per second" in html
+    assert "<span>-0.166667 h</span><span>time →</span><span>now</span>" in html
+    html = render_to_string("admin/tfbatch_django/bar_chart.html", {"chart": batch_size_chart({"1": 2, "10": 8}, 10)})
+    assert "↑ 0 \u2013 8 batches" in html
+    assert "<span>1 row</span><span>batch size →</span><span>10 rows</span>" in html

@@ -103,3 +103,34 @@ def test_a_forked_child_publishes_as_a_new_process():
             assert publisher.identity.key == parent_key and publisher.running
         finally:
             publisher.stop()
+
+
+@pytest.mark.django_db
+def test_history_interval_sets_when_the_next_sample_is_due():
+    clock = Clock()
+    p = Publisher(clock=clock)
+    with override_settings(TFBATCH={**GATED, "STATS_PUBLISH_INTERVAL": 5, "STATS_HISTORY_INTERVAL": 30}):
+        p.publish()  # the first publish samples at once
+        clock.now += 27.0  # not yet: 30 s less half a publish interval is 27.5 s
+        p.publish()
+        assert StatsSample.objects.count() == 1
+        clock.now += 0.5
+        p.publish()
+        assert StatsSample.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_retention_hours_sets_what_history_is_deleted():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    def old_sample(hours: float) -> StatsSample:
+        at = timezone.now() - timedelta(hours=hours)
+        return StatsSample.objects.create(process="gone", host="h", pid=1, model="gated", at=at, seconds=60)
+
+    kept, deleted = old_sample(1.5), old_sample(2.5)
+    with override_settings(TFBATCH={**GATED, "STATS_RETENTION_HOURS": 2}):
+        Publisher().publish()  # a first publish samples history, and prunes
+    remaining = set(StatsSample.objects.filter(process="gone").values_list("pk", flat=True))
+    assert remaining == {kept.pk}, deleted.pk

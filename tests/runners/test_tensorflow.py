@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 
 import numpy as np
 import pytest
 
-from tests.tf_models import TFSERVING
-from tfbatch_django.batching import BatchConfig, Batcher
+from tests.tf_models import TFSERVING, unloadable_savedmodel
+from tfbatch_django.batching import BatchConfig, Batcher, Runner
 from tfbatch_django.exceptions import ModelLoadError
 from tfbatch_django.runners import RunnerConfig, load_runner
 from tfbatch_django.runners.tensorflow import TF1_NOTE, SavedModelRunner
+from tfbatch_django.runners.tf_setup import import_tensorflow
 
 HALF_PLUS_TWO = TFSERVING / "saved_model_half_plus_two_cpu"
 HALF_PLUS_TWO_TF2 = TFSERVING / "saved_model_half_plus_two_tf2_cpu"
-HALF_PLUS_THREE = TFSERVING / "saved_model_half_plus_three"
 
 
 def serve(runner, **config) -> Batcher:
@@ -119,10 +120,10 @@ def test_tf2_fixed_batch_of_one_runs_rows_one_at_a_time(caplog):
 
 def test_savedmodel_that_tensorflow_cannot_load_raises_a_clear_error():
     with pytest.raises(ModelLoadError) as info:
-        SavedModelRunner(HALF_PLUS_THREE)
-    message = str(info.value)
-    assert message.startswith("TensorFlow 2.21.0 could not load the SavedModel at ")
-    assert "saved_model_half_plus_three/00000123: ValueError:" in message
+        SavedModelRunner(unloadable_savedmodel())
+    version = import_tensorflow().__version__
+    prefix = f"TensorFlow {version} could not load the SavedModel at {unloadable_savedmodel() / '00000123'}: "
+    assert str(info.value).startswith(prefix)
 
 
 def test_unknown_signature_lists_the_available_ones():
@@ -168,10 +169,34 @@ def test_a_savedmodel_runs_as_a_graph_unless_jit_compile_is_set(classifier):
     )
 
 
+class MeetInside(Runner):
+    """Delegates to a real runner; once armed, its first two calls wait for each other
+    inside ``run`` (a barrier, 20 s at most), then both call the model at once."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.input_specs = runner.input_specs
+        self.output_specs = runner.output_specs
+        self.thread_safe = runner.thread_safe
+        self.barrier = threading.Barrier(2, timeout=20)
+        self.armed = False
+        self.met = 0
+        self.lock = threading.Lock()
+
+    def run(self, inputs):
+        with self.lock:
+            meet = self.armed and self.met < 2
+            self.met += meet
+        if meet:
+            self.barrier.wait()  # raises BrokenBarrierError if no second batch comes
+        return self.runner.run(inputs)
+
+
 def test_concurrent_batches_on_a_thread_safe_savedmodel(classifier, images):
-    runner = load_runner(RunnerConfig(path=classifier.savedmodel_path))
+    runner = MeetInside(load_runner(RunnerConfig(path=classifier.savedmodel_path)))
     assert runner.thread_safe
     batcher = serve(runner, max_batch_size=4, max_concurrent_batches=2)
+    runner.armed = True  # after warm-up, which runs one batch at a time
     try:
 
         async def main():
@@ -180,6 +205,9 @@ def test_concurrent_batches_on_a_thread_safe_savedmodel(classifier, images):
         results = asyncio.run(main())
         got = np.concatenate([r.outputs["output_0"] for r in results])
         np.testing.assert_allclose(got, classifier.direct(images[:36]).numpy(), rtol=1e-5, atol=1e-6)
+        # Two batches were inside the SavedModel at the same time (they met at the barrier).
+        assert runner.met == 2
+        assert not runner.barrier.broken
     finally:
         batcher.close()
 

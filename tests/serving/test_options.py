@@ -84,7 +84,7 @@ def test_serving_options_carry_every_serving_setting():
 
 def test_checks_report_them_with_a_hint():
     with override_settings(TFBATCH={"MODELS": MODELS, "PERMISSION": "nope", "MAX_REQUEST_BYTES": 0}):
-        messages = [m for m in run_checks() if m.id.startswith("tfbatch_django.")]
+        messages = run_checks(tags=["tfbatch_django"])  # all checks would query the database on Django 6
         with pytest.raises(ImproperlyConfigured, match=r"tfbatch_django\.E011"):
             serving_options()
     assert [m.id for m in messages] == ["tfbatch_django.E011", "tfbatch_django.E012"]

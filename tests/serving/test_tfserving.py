@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
+from tests.tf_models import unloadable_savedmodel
 from tfbatch_django import get_stats
 
 from .doors import DOORS, call
@@ -24,7 +25,7 @@ MODELS = {
     "failing": {"RUNNER": "tests.fakes.failing_runner", "WARMUP": False},
     "half_plus_two": {"PATH": TFSERVING / "saved_model_half_plus_two_cpu"},
     "half_plus_two_tf2": {"PATH": TFSERVING / "saved_model_half_plus_two_tf2_cpu"},
-    "half_plus_three": {"PATH": TFSERVING / "saved_model_half_plus_three"},
+    "half_plus_three": {"PATH": unloadable_savedmodel()},  # the name it had: TF Serving's, unloadable in TF 2.21
 }
 SETTINGS = {"MODELS": MODELS, "PERMISSION": "any"}
 

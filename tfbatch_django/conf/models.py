@@ -14,7 +14,7 @@ from ..runners.remote_http import check_url, redact_url
 from .problems import Problem, is_int, is_number, suggest
 from .workers import WORKER_NAME_RE
 
-__all__ = ["MODEL_DEFAULTS", "ModelConfig", "parse_model"]
+__all__ = ["MODEL_DEFAULTS", "PATH_HINT", "ModelConfig", "parse_model"]
 
 #: Per-model keys and their defaults.
 MODEL_DEFAULTS: dict[str, Any] = {
@@ -38,7 +38,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
 }
 
 #: Problems that make only that model fail when it loads (see ``Problem.fatal``).
-_LOAD_TIME = frozenset({"E002", "E005", "E007", "E013"})
+_LOAD_TIME = frozenset({"E002", "E005", "E007", "E013", "W002"})
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _DEVICE_RE = re.compile(r"^(auto|cpu|gpu)(:\d+)?$", re.IGNORECASE)
@@ -84,7 +84,8 @@ def parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems
     before = len(problems)
 
     def bad(id_: str, msg: str, hint: str | None = None) -> None:
-        problems.append(Problem(id_, f"{where}: {msg}", hint, fatal=id_ not in _LOAD_TIME, model=name))
+        level = "warning" if id_.startswith("W") else "error"
+        problems.append(Problem(id_, f"{where}: {msg}", hint, level, fatal=id_ not in _LOAD_TIME, model=name))
 
     if not _NAME_RE.match(name):
         bad("E010", "model names may hold letters, digits, '_', '.' and '-' only (they appear in URLs).")
@@ -183,13 +184,17 @@ def parse_model(name: str, model_raw: Any, defaults: Mapping[str, Any], problems
     )
 
 
+#: The hint of E002 under ``check --deploy`` (a missing PATH), and the start of W002's.
+PATH_HINT = "Point PATH at a SavedModel directory or a .keras file (absolute paths are safest)."
+
+
 def _check_path(path: Path, cfg: Mapping[str, Any], bad: Callable[..., None]) -> None:
     if not path.exists():
-        bad(
-            "E002",
-            f"PATH {str(path)!r} does not exist.",
-            "Point PATH at a SavedModel directory or a .keras file (absolute paths are safest).",
-        )
+        # A warning, not an error: models are often mounted after the image is built,
+        # and an error would stop migrate and collectstatic. ``check --deploy`` and the
+        # model's status when it loads report it as an error (see checks.py).
+        later = "If it is mounted after this command runs, ignore this: the model loads once it is there."
+        bad("W002", f"PATH {str(path)!r} does not exist.", f"{PATH_HINT} {later}")
         return
     if detect_format(path) == "keras":
         if not path.is_file():

@@ -33,6 +33,7 @@ class LineChart:
     y_max: str
     x_start: str
     x_end: str = "now"
+    y_unit: str = ""  # what the vertical axis counts, after its range
     width: float = WIDTH
     height: float = HEIGHT
 
@@ -106,10 +107,11 @@ def _line_chart(
     unit: str,
     series: Sequence[tuple[str, str, Sequence[tuple[float, float | None]]]],
     history: Mapping[str, Any],
+    y_unit: str,
 ) -> LineChart:
     y_max = nice_ceiling(max((v for _, _, points in series for _, v in points if v is not None), default=0.0))
     lines = tuple(_line(label, css, points, history, y_max) for label, css, points in series)
-    return LineChart(title, unit, lines, _fmt(y_max), f"-{history['hours']:g} h")
+    return LineChart(title, unit, lines, _fmt(y_max), f"-{history['hours']:g} h", y_unit=y_unit)
 
 
 def history_charts(points: Sequence[Mapping[str, Any]], history: Mapping[str, Any]) -> list[LineChart]:
@@ -124,9 +126,12 @@ def history_charts(points: Sequence[Mapping[str, Any]], history: Mapping[str, An
             "per second",
             [("requests/s", "requests", pick("requests_per_s")), ("rows/s", "rows", pick("rows_per_s"))],
             history,
+            "requests or rows per second",
         ),
-        _line_chart("Mean batch size", "rows", [("mean batch", "batch", pick("mean_batch_size"))], history),
-        _line_chart("p99 latency, end to end", "ms", [("p99", "latency", pick("p99_ms"))], history),
+        _line_chart(
+            "Mean batch size", "rows", [("mean batch", "batch", pick("mean_batch_size"))], history, "rows per batch"
+        ),
+        _line_chart("p99 latency, end to end", "ms", [("p99", "latency", pick("p99_ms"))], history, "ms"),
     ]
 
 

@@ -17,7 +17,7 @@ from ..conf import get_monitoring
 from .aggregate import dashboard_data
 from .charts import batch_size_chart, history_charts
 
-__all__ = ["HOURS", "dashboard", "data", "live"]
+__all__ = ["HOURS", "dashboard", "data", "latency_text", "live"]
 
 #: Chart spans offered on the page, in hours (the longest one is what retention must keep).
 HOURS = (1, 6, 24)
@@ -33,6 +33,31 @@ STATUS_LABELS = {
 }
 
 LATENCY_ROWS = (("queue_wait", "queue wait"), ("run", "model run (per batch)"), ("end_to_end", "end to end"))
+
+
+def latency_text(ms: float | None) -> str:
+    """A latency in milliseconds as the page shows it: three significant figures at most.
+
+    Percentiles are read at the upper edge of a log bucket (up to ~19 % high), so more
+    digits than that would be noise: 0.538, 4.31, 57.2, 612, 1,234.
+    """
+    if ms is None:
+        return "\u2013"
+    if ms < 0.001:
+        return "0" if ms == 0 else "<0.001"
+    if ms >= 100:
+        return f"{ms:,.0f}"
+    return f"{ms:.3g}"
+
+
+def _latencies(figures: dict[str, Any]) -> dict[str, str]:
+    return {key: latency_text(figures.get(key)) for key in ("p50_ms", "p95_ms", "p99_ms", "mean_ms")}
+
+
+def _error_parts(message: str) -> tuple[str, str]:
+    """An error's first line, shown; the rest (a traceback TensorFlow put in its message) folds away."""
+    first, _, rest = message.strip().partition("\n")
+    return first, rest.strip()
 
 
 def chart_hours(request: HttpRequest) -> int:
@@ -57,8 +82,10 @@ def live_context(request: HttpRequest) -> dict[str, Any]:
                 "status_label": STATUS_LABELS.get(model["status"], model["status"]),
                 "statuses": [(STATUS_LABELS.get(s, s), s, n) for s, n in model["statuses"].items()],
                 "latency": [
-                    (label, model["recent"]["latency_ms"][key], model["latency_ms"][key]) for key, label in LATENCY_ROWS
+                    (label, _latencies(model["recent"]["latency_ms"][key]), _latencies(model["latency_ms"][key]))
+                    for key, label in LATENCY_ROWS
                 ],
+                "errors": [_error_parts(message) for message in model["error_messages"]],
                 "sizes": batch_size_chart(
                     model["batch_size_histogram"], int(model["settings"].get("MAX_BATCH_SIZE", 1))
                 ),
@@ -70,7 +97,14 @@ def live_context(request: HttpRequest) -> dict[str, Any]:
             **process,
             "started": datetime.fromisoformat(process["started_at"]),
             "rows": [
-                (name, {**cell, "status_label": STATUS_LABELS.get(cell["status"], cell["status"])})
+                (
+                    name,
+                    {
+                        **cell,
+                        "status_label": STATUS_LABELS.get(cell["status"], cell["status"]),
+                        "p99_text": latency_text(cell["p99_ms"]),
+                    },
+                )
                 for name in names
                 if (cell := process["models"].get(name))
             ],

@@ -2,16 +2,34 @@
 
 Thread pools and GPU memory growth can only be set before TensorFlow initialises its
 runtime, so every runner goes through ``import_tensorflow`` rather than importing it
-directly. Importing also prints a handful of C++ log lines (oneDNN, absl) that
-``TF_CPP_MIN_LOG_LEVEL`` does not hide; with ``quiet`` they are swallowed by pointing
-file descriptor 2 at /dev/null for the duration of the import only.
+directly.
+
+Quieting the import (``QUIET_TENSORFLOW``). Measured with TensorFlow 2.21 (CPU) here,
+``import tensorflow`` writes to file descriptor 2, from C++:
+
+* twice, ``WARNING: All log messages before absl::InitializeLog() is called are written
+  to STDERR`` followed by ``I0000 ... port.cc:153] oneDNN custom operations are on ...``
+  (one pair per native library); no setting hides them: absl prints them before any
+  logging configuration is read (``TF_ENABLE_ONEDNN_OPTS=0`` would, by switching the
+  oneDNN kernels off, which changes speed and results);
+* ``I0000 ... cpu_feature_guard.cc:227] This TensorFlow binary is optimized ...`` and a
+  second line, hidden by ``TF_CPP_MIN_LOG_LEVEL=2``, which is set (unless already set).
+
+The first kind is removed by filtering, never by discarding: while the import runs,
+fd 2 points at a pipe, and a thread copies every line to the real standard error
+except those two kinds of line (INFO and WARNING lines in absl's C++ format, and
+absl's pre-initialisation notice). What any other thread writes meanwhile, a
+traceback say, still reaches standard error. Errors in absl's format (``E...``,
+``F...``) pass too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -27,22 +45,54 @@ _lock = threading.Lock()
 _configured: FrameworkOptions | None = None
 _notes: list[str] = []
 
+#: What TensorFlow's native libraries print at import that no setting hides (see above).
+_IMPORT_NOISE = re.compile(
+    rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    rb"|[IW]\d{4} [\d:.]+ +\d+ [\w.-]+\.cc:\d+\] .*)\r?$"
+)
+
+
+def _forward(read_fd: int, write_fd: int) -> None:
+    """Copy lines from ``read_fd`` to ``write_fd`` until EOF, dropping import noise; then
+    close both (a process started during the import may hold the pipe open longer)."""
+    pending = b""
+    try:
+        with open(read_fd, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                kept = b"".join(line + b"\n" for line in lines if not _IMPORT_NOISE.match(line))
+                if kept:
+                    os.write(write_fd, kept)
+        if pending and not _IMPORT_NOISE.match(pending):
+            os.write(write_fd, pending)
+    finally:
+        os.close(write_fd)
+
 
 @contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
+def _import_noise_filtered() -> Iterator[None]:
+    """Point fd 2 at a filtering pipe for the duration (see the module docstring)."""
     try:
         saved = os.dup(2)
     except OSError:  # no real fd 2 (some embedded interpreters)
         yield
         return
+    read_fd, write_fd = os.pipe()
+    forward_to = os.dup(saved)  # the forwarder's own, closed by it
+    forwarder = threading.Thread(target=_forward, args=(read_fd, forward_to), name="tfbatch-stderr", daemon=True)
+    forwarder.start()
     try:
         sys.stderr.flush()
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
         yield
     finally:
-        os.dup2(saved, 2)
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer is gone: the forwarder reads EOF
         os.close(saved)
+        forwarder.join(5)  # its last lines out before the caller goes on
 
 
 def import_tensorflow(options: FrameworkOptions | None = None) -> Any:
@@ -56,9 +106,10 @@ def import_tensorflow(options: FrameworkOptions | None = None) -> Any:
             import tensorflow as tf
 
             return tf
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if options.quiet:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         first_import = "tensorflow" not in sys.modules
-        with _stderr_silenced() if (options.quiet and first_import) else contextlib.nullcontext():
+        with _import_noise_filtered() if (options.quiet and first_import) else contextlib.nullcontext():
             import tensorflow as tf
         _configure(tf, options)
         _configured = options
@@ -108,5 +159,16 @@ def tensorflow_info() -> dict[str, Any]:
         "gpus": [d.name for d in tf.config.list_logical_devices("GPU")],
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "gpu_memory_growth": _memory_growth(tf),
+        "configured_with": dataclasses.asdict(_configured) if _configured is not None else None,
         "notes": list(_notes),
     }
+
+
+def _memory_growth(tf: Any) -> dict[str, bool]:
+    """Whether each GPU grows its memory (``GPU_MEMORY_GROWTH``), by device name."""
+    growth = {}
+    for gpu in tf.config.list_physical_devices("GPU"):
+        with contextlib.suppress(RuntimeError, ValueError):
+            growth[gpu.name] = bool(tf.config.experimental.get_memory_growth(gpu))
+    return growth

@@ -2,7 +2,7 @@
 
 They share one SQLite file (``TFBATCH_TEST_DB``), as the workers of one deployment
 share one database. ``TFBATCH_TEST_MODELS=tensorflow`` adds TF Serving's test
-SavedModels: one that serves, one that TensorFlow refuses to load.
+SavedModels: one that serves, one that TensorFlow refuses to load (a corrupted copy).
 """
 
 import os
@@ -28,7 +28,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # test log
 MODELS = {"double": {"RUNNER": "tests.fakes.double_runner", "MAX_BATCH_SIZE": 8, "MAX_LATENCY_MS": 2}}
 if os.environ.get("TFBATCH_TEST_MODELS") == "tensorflow":
     MODELS["half_plus_two"] = {"PATH": TFSERVING / "saved_model_half_plus_two_cpu", "MAX_BATCH_SIZE": 8}
-    MODELS["half_plus_three"] = {"PATH": TFSERVING / "saved_model_half_plus_three", "MAX_BATCH_SIZE": 8}
+    from tests.tf_models import unloadable_savedmodel
+
+    # Named after TF Serving's half_plus_three, which it replaced: a model no TensorFlow can load.
+    MODELS["half_plus_three"] = {"PATH": unloadable_savedmodel(), "MAX_BATCH_SIZE": 8}
 
 TFBATCH = {
     "MODELS": MODELS,

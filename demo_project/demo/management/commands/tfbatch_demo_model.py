@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 class Command(BaseCommand):
     help = "Train the demo digit classifier on scikit-learn's 8x8 digits and export it as a SavedModel."
-    # The model is what this command creates: the check that PATH exists (E002) must not stop it.
+    # The model is what this command creates: the check that PATH exists (W002) must not stop it.
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
