@@ -18,9 +18,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..exceptions import ModelError, ModelLoadError, Overloaded, TFBatchError
+from ..exceptions import InvalidInput, ModelError, ModelLoadError, Overloaded, TFBatchError
 from .assemble import filler_rows
-from .config import BatchConfig
+from .config import MAX_TIMEOUT, BatchConfig
 from .execute import Batch, check_outputs, execute
 from .mailbox import Mailbox
 from .request import AsyncWaiter, Prediction, Request, SyncWaiter
@@ -29,9 +29,22 @@ from .scheduler import Scheduler
 from .spec import Inputs, TensorSpec, coerce_inputs
 from .stats import BatcherStats
 
-__all__ = ["Batcher"]
+__all__ = ["MAX_TIMEOUT", "Batcher", "check_timeout"]
 
 logger = logging.getLogger("tfbatch_django.batching")
+
+
+def check_timeout(timeout: object, model: str | None = None) -> float | None:
+    """A caller's timeout in seconds, checked: a positive number; huge or infinite means none.
+
+    NaN, zero, negative numbers and non-numbers are ``InvalidInput`` (a ``ValueError``)
+    raised in the caller's thread: a bad deadline never reaches the scheduler.
+    """
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise InvalidInput(f"timeout must be a number of seconds, got {type(timeout).__name__}", model=model)
+    if not timeout > 0:  # also NaN
+        raise InvalidInput(f"timeout must be a positive number of seconds, got {timeout!r}", model=model)
+    return None if timeout >= MAX_TIMEOUT else float(timeout)
 
 
 class Batcher:
@@ -168,14 +181,11 @@ class Batcher:
 
     def _submit(self, inputs: Inputs, timeout: float | None, waiter: SyncWaiter | AsyncWaiter) -> Request:
         try:
+            timeout = self.config.default_timeout if timeout is None else check_timeout(timeout, self.name)
             arrays, rows = coerce_inputs(self.specs, inputs, model=self.name)
         except TFBatchError:
             self.stats.record_request("invalid")
             raise
-        if timeout is None:
-            timeout = self.config.default_timeout
-        elif timeout <= 0:
-            raise ValueError(f"timeout must be positive, got {timeout!r}")
         now = time.perf_counter()
         key = tuple(a.shape[1:] for a in arrays.values()) if self._keyed else None
         request = Request(arrays, rows, None if timeout is None else now + timeout, now, waiter, key)
@@ -186,6 +196,11 @@ class Batcher:
             self.stats.record_refused()
             raise Overloaded(refusal, model=self.name)
         return request
+
+    @property
+    def outstanding(self) -> int:
+        """Requests accepted and not answered yet (the scheduler's count; 0 when idle)."""
+        return self._scheduler.outstanding
 
     def queue_depth(self) -> int:
         return self._mailbox.depth

@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     from .execute import Batch
     from .request import Request
 
-__all__ = ["Mailbox"]
+__all__ = ["MAX_SLEEP", "Mailbox"]
 
 _INF = math.inf
+#: The longest the scheduler sleeps in one go (seconds), whatever it waits for.
+MAX_SLEEP = 60.0
 
 
 class Mailbox:
@@ -113,7 +115,9 @@ class Mailbox:
             self._wake_rows = wake_rows
             self._wake_depth = wake_depth
             self._sleep_until = wake_at
-        timeout = None if wake_at == _INF else max(wake_at - time.perf_counter(), 0.0)
+        # Every wait is bounded: a far-away wake-up (a huge deadline) is just a round
+        # that finds nothing to do, never a timeout the queue cannot represent.
+        timeout = min(max(wake_at - time.perf_counter(), 0.0), MAX_SLEEP)
         with contextlib.suppress(queue.Empty):
             self._wake.get(timeout=timeout)
         with self.lock:

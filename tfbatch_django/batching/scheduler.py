@@ -75,6 +75,10 @@ class Scheduler:
         self._deliveries: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
 
     @property
+    def outstanding(self) -> int:
+        return self._outstanding
+
+    @property
     def running_batches(self) -> int:
         return len(self._running)
 
@@ -284,6 +288,27 @@ class Scheduler:
                 timings.append((queue_s, now - request.t_submit))
         if timings:
             self.stats.record_completions(timings)
+        self._sweep(batch)
+
+    def _sweep(self, batch: Batch) -> None:
+        """Finish whoever this batch leaves unanswered, so nobody is left in no outcome.
+
+        Bisection drops segments cancelled (or answered) while the batch was being split;
+        they appear in no outcome, and their requests still need exactly one.
+        """
+        if len(batch.outcomes) == 1 and batch.outcomes[0].segments is batch.segments:
+            return  # the common case: every segment got its outcome above
+        covered = {id(seg) for outcome in batch.outcomes for seg in outcome.segments}
+        for seg in batch.segments:
+            request = seg.request
+            if request.done or id(seg) in covered:
+                continue
+            if request.cancelled:
+                self._finish(request, None, None, cancelled=True)
+            else:  # cannot happen by construction; never leave a caller waiting
+                self._finish(
+                    request, None, ModelError(f"model {self.name!r}: the batch lost this request", model=self.name)
+                )
 
     def _merge_part(
         self, request: Request, part: dict[str, np.ndarray], rows: int, batch: Batch, queue_s: float

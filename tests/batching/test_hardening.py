@@ -1,0 +1,150 @@
+"""Issue 9's batcher defects, each with the test that would have caught it."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from tests.batching.accounting import assert_accounted
+from tests.batching.test_batcher import accepted, occupy, rows, wait_until
+from tests.fakes import GatedModel
+from tfbatch_django.batching import BatchConfig, Batcher, CallableRunner, Runner, TensorSpec
+from tfbatch_django.batching.mailbox import MAX_SLEEP, Mailbox
+from tfbatch_django.exceptions import InvalidInput, ModelError
+
+# -- defect 1: one huge deadline must not fail everyone's requests
+
+
+@pytest.mark.parametrize("timeout", [1e13, 1e10, math.inf, 1e308])
+async def test_a_huge_deadline_harms_nobody(make_batcher, timeout):
+    model = GatedModel()
+    batcher = make_batcher(model, max_batch_size=8, max_latency=60.0)
+    # The model is busy, so the far-deadline request waits in the queue and the
+    # scheduler goes to sleep with that deadline as its next wake-up.
+    first = await occupy(model, batcher)
+    huge = asyncio.ensure_future(batcher.predict(rows(1), timeout=timeout))
+    await wait_until(lambda: accepted(batcher) == 2)
+    others = [asyncio.ensure_future(batcher.predict(rows(i))) for i in range(2, 6)]
+    await wait_until(lambda: accepted(batcher) == 6)
+    model.release()
+    results = await asyncio.gather(first, huge, *others)
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result.outputs["y"], rows(i) * 2)
+    assert batcher.snapshot()["errors"] == 0
+    assert batcher.alive
+    assert (await batcher.predict(rows(9), timeout=timeout)).batch.size == 1
+
+
+def test_a_huge_deadline_from_a_thread(make_batcher):
+    batcher = make_batcher(GatedModel())
+    assert batcher.predict_sync(rows(3), timeout=1e13).outputs["y"][0, 0] == 6
+    assert batcher.alive
+
+
+@pytest.mark.parametrize("timeout", [math.nan, 0, -1.0, -math.inf, "5", True])
+async def test_a_bad_timeout_is_invalid_input(make_batcher, timeout):
+    batcher = make_batcher(GatedModel())
+    with pytest.raises(InvalidInput, match="timeout must be a"):
+        await batcher.predict(rows(1), timeout=timeout)
+    with pytest.raises(InvalidInput, match="timeout must be a"):
+        await asyncio.to_thread(batcher.predict_sync, rows(1), timeout=timeout)
+    snap = batcher.snapshot()
+    assert snap["invalid"] == 2
+    assert snap["requests"] == 0
+
+
+def test_config_deadlines_are_checked():
+    with pytest.raises(ValueError, match="default_timeout"):
+        BatchConfig(default_timeout=math.nan)
+    with pytest.raises(ValueError, match="max_latency"):
+        BatchConfig(max_latency=math.nan)
+    with pytest.raises(ValueError, match="max_latency"):
+        BatchConfig(max_latency=math.inf)
+    assert BatchConfig(default_timeout=math.inf).default_timeout is None
+    assert BatchConfig(default_timeout=1e13).default_timeout is None
+
+
+def test_the_scheduler_never_waits_longer_than_max_sleep(monkeypatch):
+    # However far away the next wake-up, one wait is bounded (a queue timeout of 1e13 s
+    # raises OverflowError).
+    mailbox = Mailbox("m", 8)
+    waits: list[float | None] = []
+
+    class Recorder:
+        def get(self, timeout: float | None = None) -> None:
+            waits.append(timeout)
+
+        def get_nowait(self) -> None:
+            import queue
+
+            raise queue.Empty
+
+    monkeypatch.setattr(mailbox, "_wake", Recorder())
+    for wake_at in (1e13, math.inf, 1e308):
+        mailbox.sleep(wake_at, math.inf, math.inf)
+    assert waits == [MAX_SLEEP] * 3
+
+
+# -- defect 3: a request cancelled during bisection is still finished
+
+
+class FailOnceHeld(Runner):
+    """Fails any batch holding the poison row; the first call waits for the test first."""
+
+    def __init__(self) -> None:
+        self.input_specs = {"x": TensorSpec.of("x", "float32", (None, 1))}
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.calls: list[list[float]] = []
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = inputs["x"]
+        self.calls.append(x[:, 0].tolist())
+        if len(self.calls) == 1:
+            self.entered.set()
+            assert self.gate.wait(10)
+        if np.any(x == -1):
+            raise ValueError("poison")
+        return {"y": x * 2}
+
+
+async def test_a_request_cancelled_during_bisection_is_counted(make_batcher):
+    runner = FailOnceHeld()
+    batcher = make_batcher(runner, max_batch_size=8, max_latency=60.0)
+    tasks = [asyncio.ensure_future(batcher.predict([[v]])) for v in (-1.0, 2.0, 3.0)]
+    await asyncio.to_thread(runner.entered.wait, 10)
+    tasks[1].cancel()  # cancelled while its failing batch runs: bisection drops it
+    await asyncio.gather(tasks[1], return_exceptions=True)
+    runner.gate.set()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(outcomes[0], ModelError)
+    assert isinstance(outcomes[1], asyncio.CancelledError)
+    assert outcomes[2].outputs["y"].tolist() == [[6.0]]
+    assert runner.calls[0] == [-1.0, 2.0, 3.0]
+    assert [2.0] not in runner.calls[1:]  # the cancelled one was not re-run
+    assert_accounted(batcher)
+    snap = batcher.snapshot()
+    assert (snap["completed"], snap["errors"], snap["cancelled"]) == (1, 1, 1)
+
+
+def test_outstanding_returns_to_zero_after_mixed_outcomes():
+    # The invariant on a batcher that saw every outcome, checked directly.
+    def model(x: np.ndarray) -> np.ndarray:
+        if np.any(x < 0):
+            raise ValueError("negative")
+        return x
+
+    batcher = Batcher(CallableRunner(model, inputs={"x": ("float32", (None, 1))}), BatchConfig(warmup=False)).start()
+    try:
+        assert batcher.predict_sync([[1.0]]).value().tolist() == [[1.0]]
+        with pytest.raises(ModelError):
+            batcher.predict_sync([[-1.0]])
+        with pytest.raises(InvalidInput):
+            batcher.predict_sync([["a"]])
+        assert_accounted(batcher)
+    finally:
+        batcher.close()
