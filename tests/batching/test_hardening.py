@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import threading
 
 import numpy as np
@@ -148,3 +149,81 @@ def test_outstanding_returns_to_zero_after_mixed_outcomes():
         assert_accounted(batcher)
     finally:
         batcher.close()
+
+
+# -- defect 4: a runner that reuses its output buffer must not leak other callers' rows
+
+
+class ReusedBuffer(Runner):
+    """Writes every batch's outputs into the same buffer, as some native runtimes do."""
+
+    def __init__(self, *, fresh: bool = False) -> None:
+        self.input_specs = {"x": TensorSpec.of("x", "float32", (None, 3))}
+        self.fresh_outputs = fresh
+        self.buffer = np.zeros((64, 3), np.float32)
+        self.handed: list[np.ndarray] = []
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = inputs["x"]
+        out = self.buffer[: len(x)]
+        np.multiply(x, 2, out=out)
+        self.handed.append(out)
+        return {"y": out}
+
+
+async def test_a_runner_reusing_its_output_buffer_leaks_nothing(make_batcher):
+    runner = ReusedBuffer()
+    batcher = make_batcher(runner, max_batch_size=4)
+    results = await asyncio.gather(*(batcher.predict(rows(i)) for i in range(40)))
+    assert len(runner.handed) >= 10  # many batches went through the one buffer
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result.outputs["y"], rows(i) * 2)
+        assert not np.shares_memory(result.outputs["y"], runner.buffer)
+
+
+async def test_fresh_outputs_are_handed_out_without_a_copy(make_batcher):
+    # The promise is the runner's to make: the batcher then skips the copy.
+    runner = ReusedBuffer(fresh=True)
+    batcher = make_batcher(runner, max_batch_size=4)
+    result = await batcher.predict(rows(1))
+    assert np.shares_memory(result.outputs["y"], runner.buffer)
+
+
+# -- defect 5: an output no client can be sent is the model's error, everywhere
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        (lambda x: [{1, 2}] * len(x), "holds a set"),
+        (lambda x: np.array([object()] * len(x)), "holds a object"),
+        (lambda x: x.astype(np.complex64), "dtype complex64"),
+        (lambda x: {1, 2}, "is not an array|shape"),
+        (lambda x: np.array(["2026-01-01"] * len(x), dtype="datetime64[D]"), "dtype datetime64"),
+    ],
+)
+async def test_an_unanswerable_output_is_a_model_error(make_batcher, output, message):
+    batcher = make_batcher(CallableRunner(output, inputs={"x": ("float32", (None, 1))}), max_batch_size=4)
+    results = await asyncio.gather(*(batcher.predict([[float(i)]]) for i in range(3)), return_exceptions=True)
+    for result in results:
+        assert isinstance(result, ModelError)
+        assert "failed on this request" in str(result)
+    assert isinstance(results[0].__cause__, TypeError | ValueError)
+    assert re.search(message, str(results[0].__cause__))
+    snap = batcher.snapshot()
+    assert (snap["completed"], snap["errors"]) == (0, 3)
+
+
+async def test_string_and_bool_outputs_are_answerable(make_batcher):
+    def model(x: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            "label": np.array([b"cat", "dog", b"\xff"][: len(x)] + [b""] * max(0, len(x) - 3), dtype=object),
+            "flag": x[:, 0] > 0,
+            "text": np.array(["a"] * len(x)),
+        }
+
+    batcher = make_batcher(CallableRunner(model, inputs={"x": ("float32", (None, 1))}), max_batch_size=4)
+    result = await batcher.predict([[1.0], [-1.0]])
+    assert result.outputs["label"].tolist() == [b"cat", "dog"]
+    assert result.outputs["flag"].tolist() == [True, False]
+    assert batcher.snapshot()["completed"] == 1

@@ -20,6 +20,9 @@ from .spec import TensorSpec
 
 __all__ = ["Batch", "Outcome", "check_outputs", "execute"]
 
+#: dtype kinds a client can be answered with: booleans, integers, floats, strings.
+_ANSWERABLE = frozenset("biufSUO")
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -47,15 +50,41 @@ class Batch:
     skipped: bool = False
 
 
-def check_outputs(outputs: object, rows: int) -> dict[str, np.ndarray]:
-    """A runner's result must be a dict of arrays with one row per input row."""
+def check_outputs(outputs: object, rows: int, *, fresh: bool = True) -> dict[str, np.ndarray]:
+    """A runner's result must be a dict of answerable arrays with one row per input row.
+
+    Answerable means a client can be sent it: numbers and booleans, or strings (bytes or
+    text, also in ``object`` arrays). Anything else (a Python ``set``, complex numbers,
+    arbitrary objects) is the model's error, raised here so that every door (WebSocket,
+    REST, ``predict()``) reports it the same way: ``ModelError``, counted as an error.
+
+    Unless ``fresh`` (the runner promises new arrays every call), arrays the runner
+    handed over as they are get copied, once per batch: callers receive views of these
+    arrays, and a runner that reuses its output buffer would otherwise overwrite
+    answers already given out.
+    """
     if not isinstance(outputs, Mapping) or not outputs:
         raise TypeError(f"runner returned {type(outputs).__name__}, expected a non-empty dict of arrays")
     checked: dict[str, np.ndarray] = {}
     for name, value in outputs.items():
-        arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+        if isinstance(value, np.ndarray):
+            arr = value if fresh else value.copy()
+        else:
+            try:
+                arr = np.asarray(value)
+            except (ValueError, TypeError) as exc:
+                raise TypeError(f"runner output {name!r} is not an array ({exc})") from None
         if arr.ndim == 0 or arr.shape[0] != rows:
             raise ValueError(f"runner output {name!r} has shape {arr.shape}, expected {rows} rows (one per input row)")
+        kind = arr.dtype.kind
+        if kind not in _ANSWERABLE:
+            raise TypeError(f"runner output {name!r} has dtype {arr.dtype}, which cannot be sent to a client")
+        if kind == "O":
+            for item in arr.reshape(-1):
+                if not isinstance(item, bytes | str):
+                    raise TypeError(
+                        f"runner output {name!r} holds a {type(item).__name__}; object outputs must hold strings"
+                    )
         checked[str(name)] = arr
     return checked
 
@@ -81,7 +110,7 @@ def _run(
 ) -> list[Outcome]:
     batch.calls += 1
     try:
-        outputs = check_outputs(runner.run(inputs), padded)
+        outputs = check_outputs(runner.run(inputs), padded, fresh=getattr(runner, "fresh_outputs", False))
         return [Outcome(segments, outputs, None, padded)]
     except Exception as exc:  # noqa: BLE001 - any model failure is bisected, then reported
         batch.failed_calls += 1

@@ -27,8 +27,12 @@ class Runner:
 
     * ``input_specs`` is ordered and complete; the batcher validates requests against it.
     * ``run`` gets one array per input, all with the same number of rows, and returns one
-      array per output with that many rows, freshly allocated (the batcher hands out
-      views of them to callers).
+      array per output with that many rows: numbers, booleans or strings (anything else
+      is the model's error, ``ModelError`` for the batch's callers).
+    * Callers receive views of the output arrays. A runner may reuse its output buffers
+      from call to call: the batcher copies each output array once per batch (cheap next
+      to any model: bench_batcher measures it) unless the runner sets ``fresh_outputs``
+      to promise new arrays every call (the TensorFlow and Keras runners do).
     * ``run`` is called from one thread at a time unless ``thread_safe`` is true and the
       model is configured for concurrent batches.
     """
@@ -38,6 +42,8 @@ class Runner:
     output_specs: Mapping[str, TensorSpec] = {}
     #: True when ``run`` may be called from several threads at once.
     thread_safe: bool = False
+    #: True when every ``run`` returns arrays nobody else holds or writes to later.
+    fresh_outputs: bool = False
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError

@@ -36,6 +36,7 @@ class KerasRunner(Runner):
     """Serve a Keras 3 model saved as a ``.keras`` file."""
 
     thread_safe = False  # Keras-on-JAX crashes with concurrent calls ("Array has been deleted")
+    fresh_outputs = True  # every call's outputs are new arrays
 
     def __init__(
         self,

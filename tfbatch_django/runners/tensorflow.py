@@ -80,6 +80,7 @@ class SavedModelRunner(Runner):
     """Serve one signature of a SavedModel."""
 
     thread_safe = True  # concrete functions may be called from several threads
+    fresh_outputs = True  # every call's outputs are new tensors' memory
 
     def __init__(
         self,
