@@ -15,6 +15,7 @@ from tests.batching.test_batcher import accepted, occupy, rows, wait_until
 from tests.fakes import GatedModel
 from tfbatch_django.batching import BatchConfig, Batcher, CallableRunner, Runner, TensorSpec
 from tfbatch_django.batching.mailbox import MAX_SLEEP, Mailbox
+from tfbatch_django.batching.policy import WakeRule
 from tfbatch_django.exceptions import InvalidInput, ModelError
 
 # -- defect 1: one huge deadline must not fail everyone's requests
@@ -86,7 +87,7 @@ def test_the_scheduler_never_waits_longer_than_max_sleep(monkeypatch):
 
     monkeypatch.setattr(mailbox, "_wake", Recorder())
     for wake_at in (1e13, math.inf, 1e308):
-        mailbox.sleep(wake_at, math.inf, math.inf)
+        mailbox.sleep(wake_at, WakeRule())
     assert waits == [MAX_SLEEP] * 3
 
 

@@ -23,6 +23,7 @@ from .assemble import filler_rows
 from .config import MAX_TIMEOUT, BatchConfig
 from .execute import Batch, check_outputs, execute
 from .mailbox import Mailbox
+from .policy import DispatchPolicy
 from .request import AsyncWaiter, Prediction, Request, SyncWaiter
 from .runner import Runner
 from .scheduler import Scheduler
@@ -52,6 +53,7 @@ class Batcher:
 
     Create it, ``start()`` it (which warms the model up), then call ``predict`` from
     coroutines or ``predict_sync`` from threads, and ``close()`` it when done.
+    ``policy`` replaces the default dispatch policy (``AdaptivePolicy``; see ``policy``).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class Batcher:
         *,
         name: str = "model",
         stats: BatcherStats | None = None,
+        policy: DispatchPolicy | None = None,
     ) -> None:
         self.name = name
         self.runner = runner
@@ -78,7 +81,7 @@ class Batcher:
         self._keyed = not all(s.fully_defined for s in self.specs.values())
         self._mailbox = Mailbox(name, self.config.max_queue_size)
         self._run_queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
-        self._scheduler = Scheduler(name, self.specs, self.config, self.stats, self._mailbox, self._run_queue)
+        self._scheduler = Scheduler(name, self.specs, self.config, self.stats, self._mailbox, self._run_queue, policy)
         self._threads: list[threading.Thread] = []
         self._scheduler_thread: threading.Thread | None = None
 

@@ -31,7 +31,7 @@ from .assemble import Segment, assemble
 from .config import BatchConfig
 from .execute import Batch
 from .mailbox import Mailbox
-from .policy import ArrivalTracker, PeakTracker, dispatch_delay
+from .policy import AdaptivePolicy, DispatchPolicy, QueueView
 from .request import BatchInfo, Prediction, Request, SyncWaiter, deliver_async
 from .spec import TensorSpec
 from .stats import BatcherStats
@@ -54,6 +54,7 @@ class Scheduler:
         stats: BatcherStats,
         mailbox: Mailbox,
         run_queue: queue.SimpleQueue[Batch | None],
+        policy: DispatchPolicy | None = None,
     ) -> None:
         self.name = name
         self.specs = specs
@@ -68,9 +69,7 @@ class Scheduler:
         self._pending_rows = 0
         self._deadlines: list[tuple[float, int, Request]] = []
         self._outstanding = 0
-        self._recent_peak = 0
-        self._peak = PeakTracker()
-        self._arrivals = ArrivalTracker()
+        self.policy = policy or AdaptivePolicy.from_config(config)
         self._running: list[Batch] = []
         self._deliveries: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
 
@@ -101,10 +100,8 @@ class Scheduler:
         """One scheduling round. Returns True when closed and fully drained."""
         inbox, finished, closing = self.mailbox.take()
         now = time.perf_counter()
-        for request in inbox:
-            self._accept(request)
         if inbox:
-            self._recent_peak = self._peak.update(self._outstanding, now)
+            self.policy.on_arrivals([r.t_submit for r in inbox if self._accept(r)], self._outstanding, now)
         for batch in finished:
             self._complete(batch)
         self._expire(now)
@@ -120,40 +117,39 @@ class Scheduler:
         self._sleep(wake_at)
         return False
 
+    def _view(self, now: float, closing: bool) -> QueueView:
+        pending = self._pending
+        return QueueView(
+            now,
+            self._pending_rows,
+            len(pending),
+            pending[0].t_submit if pending else None,
+            self._outstanding,
+            len(self._running),
+            closing,
+        )
+
     def _sleep(self, wake_at: float) -> None:
         """Sleep until ``wake_at``, or until an arrival could change the decision."""
-        running = len(self._running)
-        limit = self.config.max_concurrent_batches
-        wake_rows: float = _INF
-        wake_depth: float = _INF
-        if running < limit:
-            if not self._pending:
-                wake_rows = 1  # idle: the first arrival is dispatched (or waited on) at once
-            else:
-                wake_rows = self.config.max_batch_size
-                # Requests not queued are in running batches; once the queue holds the
-                # rest of the recent peak, every caller is here.
-                wake_depth = self._recent_peak - (self._outstanding - len(self._pending))
-        elif running == limit:
-            wake_rows = self.config.max_batch_size  # a full batch can be assembled ahead
-        self.mailbox.sleep(wake_at, wake_rows, wake_depth)
+        rule = self.policy.wake_rule(self._view(time.perf_counter(), False), wake_at)
+        self.mailbox.sleep(wake_at, rule)
 
-    def _accept(self, request: Request) -> None:
+    def _accept(self, request: Request) -> bool:
+        """Queue a new request; False when its caller already gave up."""
         if request.cancelled:
             self._outstanding += 1
             self._pending_rows += request.rows
             self._finish(request, None, None, cancelled=True)
-            return
+            return False
         self._pending.append(request)
         self._pending_rows += request.rows
         self._outstanding += 1
-        self._arrivals.observe(request.t_submit, self.config.max_latency)
         if request.deadline is not None:
             heapq.heappush(self._deadlines, (request.deadline, next(self._seq), request))
+        return True
 
     def _dispatch(self, now: float, closing: bool) -> float:
         """Send every batch the policy allows; return when to decide again."""
-        cfg = self.config
         while self._pending:
             head = self._pending[0]
             if head.done or head.cancelled:
@@ -161,24 +157,9 @@ class Scheduler:
                 if not head.done:
                     self._finish(head, None, None, cancelled=True)
                 continue
-            running = len(self._running)
-            if running >= cfg.max_concurrent_batches:
-                # Busy: only a full batch is worth assembling ahead of time (one at most).
-                if running > cfg.max_concurrent_batches or self._pending_rows < cfg.max_batch_size:
-                    return _INF
-            elif not closing:
-                delay = dispatch_delay(
-                    queued_rows=self._pending_rows,
-                    max_batch_size=cfg.max_batch_size,
-                    oldest_age=now - head.t_submit,
-                    max_latency=cfg.max_latency,
-                    outstanding=self._outstanding,
-                    recent_peak=self._recent_peak,
-                    since_last_arrival=now - (self._arrivals.last or now),
-                    arrival_gap=self._arrivals.gap,
-                )
-                if delay > 0.0:
-                    return now + delay
+            delay = self.policy.next_dispatch(self._view(now, closing))
+            if delay > 0.0:
+                return now + delay
             segments = self._take(now)
             if segments:
                 self._send(segments, now)
@@ -251,9 +232,7 @@ class Scheduler:
             batch.rows, batch.padded, batch.run_s, batch.failed_calls, batch.calls - 1, self.mailbox.depth
         )
         now = time.perf_counter()
-        # Everyone in this batch is still waiting on us: they count towards the recent
-        # peak, so their next requests wait for each other instead of trickling out.
-        self._recent_peak = self._peak.update(self._outstanding, now)
+        self.policy.on_batch_done(self._outstanding, now)
         run_ms = round(batch.run_s * 1e3, 3)
         timings: list[tuple[float, float]] = []
         for outcome in batch.outcomes:
