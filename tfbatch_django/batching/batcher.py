@@ -24,7 +24,7 @@ from .config import MAX_TIMEOUT, BatchConfig
 from .execute import Batch, check_outputs, execute
 from .mailbox import Mailbox
 from .policy import DispatchPolicy
-from .request import AsyncWaiter, Prediction, Request, SyncWaiter
+from .request import Prediction, Request, SyncWaiter
 from .runner import Runner
 from .scheduler import Scheduler
 from .spec import Inputs, TensorSpec, coerce_inputs
@@ -79,7 +79,7 @@ class Batcher:
         self.warmup_report: list[dict[str, Any]] = []
         self.pid = os.getpid()
         self._keyed = not all(s.fully_defined for s in self.specs.values())
-        self._mailbox = Mailbox(name, self.config.max_queue_size)
+        self._mailbox = Mailbox(name, self.config.max_queue_size, self.stats)
         self._run_queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         self._scheduler = Scheduler(name, self.specs, self.config, self.stats, self._mailbox, self._run_queue, policy)
         self._threads: list[threading.Thread] = []
@@ -158,10 +158,11 @@ class Batcher:
 
     async def predict(self, inputs: Inputs, *, timeout: float | None = None) -> Prediction:
         """Submit rows and await their outputs, from any event loop."""
-        waiter = AsyncWaiter(asyncio.get_running_loop())
-        request = self._submit(inputs, timeout, waiter)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Prediction] = loop.create_future()
+        request = self._submit(inputs, timeout, None, loop, future)
         try:
-            return await waiter.future
+            return await future
         except asyncio.CancelledError:
             request.cancelled = True
             raise
@@ -182,21 +183,31 @@ class Batcher:
         assert waiter.value is not None
         return waiter.value
 
-    def _submit(self, inputs: Inputs, timeout: float | None, waiter: SyncWaiter | AsyncWaiter) -> Request:
+    def _submit(
+        self,
+        inputs: Inputs,
+        timeout: float | None,
+        waiter: SyncWaiter | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[Prediction] | None = None,
+    ) -> Request:
         try:
-            timeout = self.config.default_timeout if timeout is None else check_timeout(timeout, self.name)
+            if timeout is not None:
+                timeout = check_timeout(timeout, self.name)
+            elif self.config.default_timeout is not None:
+                timeout = self.config.default_timeout
             arrays, rows = coerce_inputs(self.specs, inputs, model=self.name)
         except TFBatchError:
             self.stats.record_request("invalid")
             raise
         now = time.perf_counter()
         key = tuple(a.shape[1:] for a in arrays.values()) if self._keyed else None
-        request = Request(arrays, rows, None if timeout is None else now + timeout, now, waiter, key)
-        # Counted before it is posted, so that no snapshot shows it answered but not accepted.
-        self.stats.record_accepted()
+        request = Request(arrays, rows, None if timeout is None else now + timeout, now, waiter, key, loop, future)
+        # Counted as accepted by the mailbox, under its lock, before the scheduler can
+        # see it: no snapshot shows it answered but not accepted.
         refusal = self._mailbox.post(request)
         if refusal is not None:
-            self.stats.record_refused()
+            self.stats.record_request("overloaded")
             raise Overloaded(refusal, model=self.name)
         return request
 

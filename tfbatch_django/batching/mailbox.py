@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .execute import Batch
     from .policy import WakeRule
     from .request import Request
+    from .stats import BatcherStats
 
 __all__ = ["MAX_SLEEP", "Mailbox"]
 
@@ -34,8 +35,10 @@ MAX_SLEEP = 60.0
 class Mailbox:
     """The batcher's shared state; every field is read and written under ``lock``."""
 
-    def __init__(self, name: str, max_queue_size: int) -> None:
+    def __init__(self, name: str, max_queue_size: int, stats: BatcherStats | None = None) -> None:
         self.name = name
+        #: ``stats.requests`` is counted here, under this lock (one lock per request, not two).
+        self.stats = stats
         self.max_queue_size = max_queue_size
         self.lock = threading.Lock()
         self.open = False  # accepting requests (the scheduler runs)
@@ -62,6 +65,8 @@ class Mailbox:
                     f"(MAX_QUEUE_SIZE={self.max_queue_size}); retry later"
                 )
             self._inbox.append(request)
+            if self.stats is not None:
+                self.stats.requests += 1
             self.depth += 1
             self.queued_rows += request.rows
             rule = self._rule

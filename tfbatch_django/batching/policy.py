@@ -206,9 +206,17 @@ class AdaptivePolicy(DispatchPolicy):
         self.recent_peak = 0
 
     def on_arrivals(self, submit_times: Sequence[float], outstanding: int, now: float) -> None:
-        observe, max_gap = self.arrivals.observe, self.max_latency
+        # ArrivalTracker.observe, inlined: this runs once per request.
+        tracker, max_gap = self.arrivals, self.max_latency
+        alpha, gap, last = tracker.alpha, tracker.gap, tracker.last
         for t in submit_times:
-            observe(t, max_gap)
+            if last is None or t > last:
+                if last is not None and t - last <= max_gap:
+                    gap = t - last if gap is None else gap + alpha * (t - last - gap)
+                last = t
+            elif last - t <= max_gap:  # arrived out of order (another thread): a near-zero gap
+                gap = 0.0 if gap is None else gap * (1 - alpha)
+        tracker.gap, tracker.last = gap, last
         self.recent_peak = self.peak.update(outstanding, now)
 
     def on_batch_done(self, outstanding: int, now: float) -> None:
