@@ -228,3 +228,22 @@ async def test_string_and_bool_outputs_are_answerable(make_batcher):
     assert result.outputs["label"].tolist() == [b"cat", "dog"]
     assert result.outputs["flag"].tolist() == [True, False]
     assert batcher.snapshot()["completed"] == 1
+
+
+# -- the inlined fast path for one fitting array refuses what coerce_inputs refuses
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (np.float32(1.0), "is a scalar"),
+        (np.array(1.0, np.float32), "is a scalar"),
+        (np.ones((0,), np.float32), "has no rows"),
+        (np.ones((2, 1), np.float32), "expected rank 1"),
+    ],
+)
+async def test_fast_path_checks_like_the_slow_one(make_batcher, value, message):
+    batcher = make_batcher(CallableRunner(lambda x: x, inputs={"x": ("float32", (None,))}))
+    with pytest.raises(InvalidInput, match=message):
+        await batcher.predict(value)
+    assert (await batcher.predict(np.array([1.5], np.float32))).value().tolist() == [1.5]

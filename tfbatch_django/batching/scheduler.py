@@ -288,7 +288,9 @@ class Scheduler:
             part = {single[0]: single[1][start:stop]} if single is not None else {k: v[start:stop] for k, v in items}
             queue_s = t_dispatch - request.t_submit
             if seg.rows == request.rows:  # the common case: the whole request in one batch
-                info = new_tuple(BatchInfo, (size, padded, round(queue_s * 1e3, 3), run_ms, 1))
+                info = new_tuple(
+                    BatchInfo, (size, padded, int(queue_s * 1e6 + 0.5) / 1e3, run_ms, 1)
+                )  # round(, 3): 5x dearer
             else:
                 merged = self._merge_part(request, part, seg.rows, batch, queue_s)
                 if merged is None:
