@@ -23,11 +23,11 @@ import numpy as np
 from ..exceptions import InvalidInput, ModelError, ModelLoadError, Overloaded, TFBatchError
 from .assemble import filler_rows
 from .config import MAX_TIMEOUT, BatchConfig
-from .execute import Batch, check_outputs, execute
+from .execute import Batch, check_outputs, execute, stage
 from .mailbox import Mailbox
 from .policy import DispatchPolicy
 from .request import Prediction, Request, SyncWaiter
-from .runner import Runner
+from .runner import Runner, call_model, stages
 from .scheduler import Scheduler
 from .spec import Inputs, TensorSpec, coerce_inputs
 from .stats import BatcherStats
@@ -90,7 +90,18 @@ class Batcher:
         )
         self._mailbox = Mailbox(name, self.config.max_queue_size, self.stats)
         self._run_queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
-        self._scheduler = Scheduler(name, self.specs, self.config, self.stats, self._mailbox, self._run_queue, policy)
+        #: Runners with a ``stage`` step get a staging thread between scheduler and executors.
+        self.staging = stages(runner)
+        self._stage_queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self._scheduler = Scheduler(
+            name,
+            self.specs,
+            self.config,
+            self.stats,
+            self._mailbox,
+            self._stage_queue if self.staging else self._run_queue,
+            policy,
+        )
         self._threads: list[threading.Thread] = []
         self._scheduler_thread: threading.Thread | None = None
 
@@ -104,6 +115,10 @@ class Batcher:
             self.warmup()
         for i in range(self.config.max_concurrent_batches):
             t = threading.Thread(target=self._executor_main, name=f"tfbatch-run-{self.name}-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self.staging:
+            t = threading.Thread(target=self._staging_main, name=f"tfbatch-stage-{self.name}", daemon=True)
             t.start()
             self._threads.append(t)
         self._scheduler_thread = threading.Thread(
@@ -129,7 +144,7 @@ class Batcher:
             }
             t0 = time.perf_counter()
             try:
-                check_outputs(self.runner.run(inputs), size)
+                check_outputs(call_model(self.runner, inputs), size)
             except Exception as exc:
                 raise ModelLoadError(
                     f"model {self.name!r} failed its warm-up at batch size {size}: {type(exc).__name__}: {exc}",
@@ -246,6 +261,18 @@ class Batcher:
         return self.stats.snapshot(queue_depth=self._mailbox.depth, in_flight_batches=self._scheduler.running_batches)
 
     # ------------------------------------------------------------------ executor thread
+
+    def _staging_main(self) -> None:
+        """Stage each batch (host -> device) while the executor runs the one before it."""
+        while True:
+            batch = self._stage_queue.get()
+            if batch is None:
+                for _ in range(self.config.max_concurrent_batches):
+                    self._run_queue.put(None)
+                return
+            if not all(s.request.done or s.request.cancelled for s in batch.segments):
+                stage(self.runner, batch)
+            self._run_queue.put(batch)
 
     def _executor_main(self) -> None:
         while True:

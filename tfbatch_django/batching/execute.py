@@ -11,14 +11,18 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .assemble import Segment, assemble
-from .runner import Runner
+from .runner import Runner, call_model
 from .spec import TensorSpec
 
-__all__ = ["Batch", "Outcome", "check_outputs", "execute"]
+__all__ = ["UNSTAGED", "Batch", "Outcome", "check_outputs", "execute", "stage"]
+
+#: ``Batch.staged`` before (or without) staging.
+UNSTAGED: Any = object()
 
 #: dtype kinds a client can be answered with: booleans, integers, floats, strings.
 _ANSWERABLE = frozenset("biufSUO")
@@ -48,6 +52,8 @@ class Batch:
     calls: int = 0
     failed_calls: int = 0
     skipped: bool = False
+    #: What the runner's ``stage`` returned for ``inputs`` (staging thread), if it stages.
+    staged: Any = UNSTAGED
 
 
 def check_outputs(outputs: object, rows: int, *, fresh: bool = True) -> dict[str, np.ndarray]:
@@ -89,6 +95,18 @@ def check_outputs(outputs: object, rows: int, *, fresh: bool = True) -> dict[str
     return checked
 
 
+def stage(runner: Runner, batch: Batch) -> None:
+    """On the staging thread: stage ``batch``'s inputs. Never raises.
+
+    A failure leaves the batch unstaged: the executor stages it again inside its
+    guarded model call, where the error is reported (and bisected) like a model error.
+    """
+    try:
+        batch.staged = runner.stage(batch.inputs)  # type: ignore[attr-defined]
+    except BaseException:  # noqa: BLE001 - reported by the executor's own attempt
+        batch.staged = UNSTAGED
+
+
 def execute(runner: Runner, specs: Mapping[str, TensorSpec], allowed: Sequence[int], batch: Batch) -> None:
     """Run ``batch`` and fill in its outcomes and timings. Never raises."""
     t0 = time.perf_counter()
@@ -97,6 +115,7 @@ def execute(runner: Runner, specs: Mapping[str, TensorSpec], allowed: Sequence[i
     except BaseException as exc:  # noqa: BLE001 - the executor thread must survive anything
         batch.outcomes = [Outcome(batch.segments, None, exc, batch.padded)]
     batch.run_s = time.perf_counter() - t0
+    batch.staged = UNSTAGED  # device memory goes as soon as the batch is done
 
 
 def _run(
@@ -109,11 +128,17 @@ def _run(
     padded: int,
 ) -> list[Outcome]:
     batch.calls += 1
+    fresh = getattr(runner, "fresh_outputs", False)
     try:
-        outputs = check_outputs(runner.run(inputs), padded, fresh=getattr(runner, "fresh_outputs", False))
+        if segments is batch.segments and batch.staged is not UNSTAGED:
+            raw = runner.run(batch.staged)  # staged ahead, while the previous batch ran
+        else:
+            raw = call_model(runner, inputs)
+        outputs = check_outputs(raw, padded, fresh=fresh)
         return [Outcome(segments, outputs, None, padded)]
     except Exception as exc:  # noqa: BLE001 - any model failure is bisected, then reported
         batch.failed_calls += 1
+        batch.staged = UNSTAGED
         live = [s for s in segments if not (s.request.done or s.request.cancelled)]
         if len(live) <= 1:
             return [Outcome(segments, None, exc, padded)]

@@ -14,7 +14,7 @@ import numpy as np
 
 from .spec import TensorSpec
 
-__all__ = ["CallableRunner", "Runner", "SpecLike"]
+__all__ = ["CallableRunner", "Runner", "SpecLike", "call_model", "stages"]
 
 #: ``(dtype, shape)`` or a ``TensorSpec``; shape includes the batch dimension.
 SpecLike = TensorSpec | tuple[Any, Sequence[int | None] | None]
@@ -35,6 +35,17 @@ class Runner:
       to promise new arrays every call (the TensorFlow and Keras runners do).
     * ``run`` is called from one thread at a time unless ``thread_safe`` is true and the
       model is configured for concurrent batches.
+
+    Optional stage (host work overlapped with device compute): a runner that defines
+    ``stage(inputs)`` gets each assembled batch there first, on the batcher's staging
+    thread, and ``run`` then receives what ``stage`` returned instead of the numpy dict.
+    ``stage`` moves data (e.g. ``jax.device_put``, a copy to the GPU) and must not call
+    the model: it runs while ``run`` works on the previous batch, so batch k+1 is copied
+    to the device while batch k computes. ``run`` keeps its one-thread-at-a-time
+    guarantee. Runners without ``stage`` (``CallableRunner``, existing custom runners)
+    are called exactly as before. A batch split to isolate a failing request is staged
+    again, piece by piece, on the executor thread; an exception in ``stage`` counts as
+    the model's failure for that batch (and is bisected the same way).
     """
 
     input_specs: Mapping[str, TensorSpec]
@@ -45,8 +56,11 @@ class Runner:
     #: True when every ``run`` returns arrays nobody else holds or writes to later.
     fresh_outputs: bool = False
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: Any) -> dict[str, np.ndarray]:
+        """One batched model call: numpy inputs, or what ``stage`` returned for them."""
         raise NotImplementedError
+
+    # def stage(self, inputs: dict[str, np.ndarray]) -> Any: optional; see the class docstring.
 
     def describe(self) -> dict[str, Any]:
         """Facts for stats and the admin page (device, signature, quirks)."""
@@ -102,3 +116,15 @@ class CallableRunner(Runner):
     def describe(self) -> dict[str, Any]:
         name = getattr(self.fn, "__qualname__", type(self.fn).__name__)
         return {"runner": "callable", "callable": f"{getattr(self.fn, '__module__', '?')}.{name}", **self._description}
+
+
+def stages(runner: object) -> bool:
+    """Whether ``runner`` has a ``stage`` step (see ``Runner``)."""
+    return callable(getattr(runner, "stage", None))
+
+
+def call_model(runner: Runner, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Stage (when the runner stages) and run one batch on this thread."""
+    if stages(runner):
+        return runner.run(runner.stage(inputs))  # type: ignore[attr-defined]
+    return runner.run(inputs)

@@ -163,7 +163,20 @@ class SavedModelRunner(Runner):
 
         return lambda **kw: call(*(kw[n] for n in names))
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def stage(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Copy a batch onto the model's device (the batcher's staging thread, see Runner).
+
+        On a GPU this is the host -> device copy, done while the previous batch computes.
+        Models with a fixed batch dimension are cut into chunks on the host: they stay
+        numpy here.
+        """
+        if self.fixed_batch is not None:
+            return inputs
+        tf = self._tf
+        with tf.device(self.device):
+            return {k: tf.identity(tf.convert_to_tensor(v)) for k, v in inputs.items()}
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         tf = self._tf
         step = self.fixed_batch
         with tf.device(self.device):
@@ -182,9 +195,9 @@ class SavedModelRunner(Runner):
             chunk = {k: np.concatenate([v, np.repeat(v[-1:], short, axis=0)]) for k, v in chunk.items()}
         return chunk
 
-    def _call(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _call(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         tf = self._tf
-        result = self._fn(**{k: tf.constant(v) for k, v in inputs.items()})
+        result = self._fn(**{k: tf.convert_to_tensor(v) for k, v in inputs.items()})
         return {k: v.numpy() for k, v in result.items()}
 
     def describe(self) -> dict[str, Any]:
