@@ -13,7 +13,7 @@ import pytest
 from tests.batching.accounting import assert_accounted
 from tests.batching.test_batcher import accepted, occupy, rows, wait_until
 from tests.fakes import GatedModel
-from tfbatch_django.batching import BatchConfig, Batcher, CallableRunner, Runner, TensorSpec
+from tfbatch_django.batching import BatchConfig, Batcher, CallableRunner, Runner, TensorSpec, coerce_inputs
 from tfbatch_django.batching.mailbox import MAX_SLEEP, Mailbox
 from tfbatch_django.batching.policy import WakeRule
 from tfbatch_django.exceptions import InvalidInput, ModelError
@@ -247,3 +247,24 @@ async def test_fast_path_checks_like_the_slow_one(make_batcher, value, message):
     with pytest.raises(InvalidInput, match=message):
         await batcher.predict(value)
     assert (await batcher.predict(np.array([1.5], np.float32))).value().tolist() == [1.5]
+
+
+# -- issue 8 part 3: uint8 rows for a float model are copied once, cast in that copy
+
+
+async def test_uint8_rows_for_a_float_model(make_batcher):
+    seen: list[np.dtype] = []
+
+    def model(x: np.ndarray) -> np.ndarray:
+        seen.append(x.dtype)
+        return x / 255.0
+
+    runner = CallableRunner(model, inputs={"x": ("float32", (None, 2, 2, 3))})
+    batcher = make_batcher(runner, max_batch_size=8)
+    images = np.random.default_rng(0).integers(0, 256, (3, 2, 2, 3), dtype=np.uint8)
+    arrays, _ = coerce_inputs(batcher.specs, images, cast=False)
+    assert arrays["x"] is images  # not copied (nor cast) at submit
+    results = await asyncio.gather(*(batcher.predict(images[i : i + 1]) for i in range(3)))
+    for i, result in enumerate(results):
+        np.testing.assert_allclose(result.outputs["output_0"], images[i : i + 1].astype(np.float32) / 255.0)
+    assert set(seen) == {np.dtype(np.float32)}

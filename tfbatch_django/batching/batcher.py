@@ -233,7 +233,7 @@ class Batcher:
                 if not rows:
                     raise InvalidInput(f"input {fits[0]!r} has no rows", model=self.name, input=fits[0])
             else:
-                arrays, rows = coerce_inputs(self.specs, inputs, model=self.name)
+                arrays, rows = coerce_inputs(self.specs, inputs, model=self.name, cast=False)  # cast in assemble
         except TFBatchError:
             self.stats.record_request("invalid")
             raise
