@@ -268,3 +268,27 @@ async def test_uint8_rows_for_a_float_model(make_batcher):
     for i, result in enumerate(results):
         np.testing.assert_allclose(result.outputs["output_0"], images[i : i + 1].astype(np.float32) / 255.0)
     assert set(seen) == {np.dtype(np.float32)}
+
+
+def test_an_answered_caller_is_already_counted(make_batcher):
+    # Answers are released after the statistics count them: a caller that checks the
+    # stats right after its answer (threads and coroutines alike) finds itself there.
+    def model(x: np.ndarray) -> np.ndarray:
+        if np.any(x < 0):
+            raise ValueError("negative")
+        return x
+
+    batcher = make_batcher(CallableRunner(model, inputs={"x": ("float32", (None, 1))}))
+    for i in range(1, 31):
+        batcher.predict_sync([[1.0]])
+        assert batcher.snapshot()["completed"] == i
+        with pytest.raises(ModelError):
+            batcher.predict_sync([[-1.0]])
+        assert batcher.snapshot()["errors"] == i
+
+    async def from_a_loop() -> None:
+        for i in range(31, 61):
+            await batcher.predict([[1.0]])
+            assert batcher.snapshot()["completed"] == i
+
+    asyncio.run(from_a_loop())

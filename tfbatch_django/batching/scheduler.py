@@ -32,7 +32,7 @@ from .config import BatchConfig
 from .execute import Batch, Outcome
 from .mailbox import Mailbox
 from .policy import AdaptivePolicy, DispatchPolicy, QueueView
-from .request import BatchInfo, Prediction, Request, Split, deliver_async
+from .request import BatchInfo, Prediction, Request, Split, SyncWaiter, deliver_async
 from .spec import TensorSpec
 from .stats import BatcherStats
 
@@ -72,6 +72,9 @@ class Scheduler:
         self.policy = policy or AdaptivePolicy.from_config(config)
         self._running: list[Batch] = []
         self._deliveries: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
+        # Threads' answers, released at the end of the round like coroutines' answers:
+        # after the statistics count them, so a caller never sees itself uncounted.
+        self._sync_deliveries: list[tuple[SyncWaiter, Prediction | None, BaseException | None]] = []
 
     @property
     def outstanding(self) -> int:
@@ -304,7 +307,7 @@ class Scheduler:
             self._outstanding -= 1
             waiter = request.waiter
             if waiter is not None:
-                waiter.resolve(value, None)
+                self._sync_deliveries.append((waiter, value, None))
             else:
                 loop = request.loop
                 pending = deliveries.get(loop)  # type: ignore[arg-type]
@@ -432,12 +435,16 @@ class Scheduler:
             return
         waiter = request.waiter
         if waiter is not None:
-            waiter.resolve(value, error)
+            self._sync_deliveries.append((waiter, value, error))
         else:
             assert request.loop is not None
             self._deliveries.setdefault(request.loop, []).append((request.future, value, error))
 
     def _flush_deliveries(self) -> None:
+        if self._sync_deliveries:
+            sync, self._sync_deliveries = self._sync_deliveries, []
+            for waiter, value, error in sync:
+                waiter.resolve(value, error)
         if not self._deliveries:
             return
         deliveries, self._deliveries = self._deliveries, {}
