@@ -212,6 +212,9 @@ def print_overhead(noop: list[tuple[str, float, float, float]]) -> None:
         f"\nPer-request path: 1024 async callers {async_1024 / bare * 100:.0f} % of the bare round trip "
         f"(target >= 40 %), 32 threads {threads / bare * 100:.0f} % (target >= 20 %)."
     )
+    import tfbatch_django
+
+    print(f"code under test: {Path(tfbatch_django.__file__).parent}")
     for shape in ((256, 4), (256, 1000)):
         cost = output_copy_cost(shape)
         print(

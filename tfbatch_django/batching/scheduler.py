@@ -287,15 +287,16 @@ class Scheduler:
                 self._finish(request, None, None, cancelled=True)
                 continue
             start = seg.offset
-            stop = start + seg.rows
+            n = seg.stop - seg.start
+            stop = start + n
             part = {single[0]: single[1][start:stop]} if single is not None else {k: v[start:stop] for k, v in items}
             queue_s = t_dispatch - request.t_submit
-            if seg.rows == request.rows:  # the common case: the whole request in one batch
-                info = new_tuple(
-                    BatchInfo, (size, padded, int(queue_s * 1e6 + 0.5) / 1e3, run_ms, 1)
-                )  # round(, 3): 5x dearer
+            if n == request.rows:  # the common case: the whole request in one batch
+                # queue_ms rounded to the µs as round(x, 3) would, at a fifth of its cost.
+                queue_ms = int(queue_s * 1e6 + 0.5) / 1e3
+                info = new_tuple(BatchInfo, (size, padded, queue_ms, run_ms, 1))
             else:
-                merged = self._merge_part(request, part, seg.rows, batch, queue_s)
+                merged = self._merge_part(request, part, n, batch, queue_s)
                 if merged is None:
                     continue
                 part, info = merged
