@@ -292,3 +292,33 @@ def test_an_answered_caller_is_already_counted(make_batcher):
             assert batcher.snapshot()["completed"] == i
 
     asyncio.run(from_a_loop())
+
+
+def test_one_batch_answers_callers_on_several_event_loops(make_batcher):
+    model = GatedModel()
+    batcher = make_batcher(model, max_batch_size=64, max_latency=60.0)
+    model.hold()
+    first = threading.Thread(target=batcher.predict_sync, args=(rows(0),))
+    first.start()
+    assert model.entered.wait(10)
+    results: dict[int, list[float]] = {}
+
+    def loop_of_callers(base: int) -> None:
+        async def main() -> None:
+            got = await asyncio.gather(*(batcher.predict(rows(base + i)) for i in range(5)))
+            for i, r in enumerate(got):
+                results[base + i] = r.outputs["y"][:, 0].tolist()
+
+        asyncio.run(main())
+
+    loops = [threading.Thread(target=loop_of_callers, args=(base,)) for base in (10, 20, 30)]
+    for t in loops:
+        t.start()
+    end = threading.Event()
+    while batcher.snapshot()["requests"] < 16 and not end.wait(0.001):
+        pass
+    model.release()
+    for t in [*loops, first]:
+        t.join(10)
+    assert model.sizes == [1, 15]  # one batch for the callers of three loops, interleaved
+    assert results == {b + i: [2.0 * (b + i)] for b in (10, 20, 30) for i in range(5)}

@@ -81,6 +81,7 @@ class Batcher:
         self.warmup_report: list[dict[str, Any]] = []
         self.pid = os.getpid()
         self._keyed = not all(s.fully_defined for s in self.specs.values())
+        self._default_timeout = self.config.default_timeout
         only = next(iter(self.specs.values()))
         # (name, dtype, row shape) of a single numeric input with every dimension known.
         self._fits = (
@@ -216,10 +217,7 @@ class Batcher:
         future: asyncio.Future[Prediction] | None = None,
     ) -> Request:
         try:
-            if timeout is not None:
-                timeout = check_timeout(timeout, self.name)
-            elif self.config.default_timeout is not None:
-                timeout = self.config.default_timeout
+            timeout = self._default_timeout if timeout is None else check_timeout(timeout, self.name)
             fits = self._fits
             if (
                 fits is not None

@@ -279,6 +279,8 @@ class Scheduler:
         size, padded = batch.rows, batch.padded
         deliveries = self._deliveries
         new_tuple = tuple.__new__
+        last_loop: asyncio.AbstractEventLoop | None = None
+        pending: list[tuple[Any, Any, BaseException | None]] = []
         for seg in segments:
             request = seg.request
             if request.done:
@@ -311,9 +313,10 @@ class Scheduler:
                 self._sync_deliveries.append((waiter, value, None))
             else:
                 loop = request.loop
-                pending = deliveries.get(loop)  # type: ignore[arg-type]
-                if pending is None:
-                    pending = deliveries[loop] = []  # type: ignore[index]
+                if loop is not last_loop:  # callers usually share one loop: look it up once
+                    assert loop is not None
+                    pending = deliveries.setdefault(loop, [])
+                    last_loop = loop
                 pending.append((request.future, value, None))
             waits.append(queue_s)
             submits.append(request.t_submit)
