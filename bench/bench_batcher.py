@@ -262,20 +262,25 @@ def main() -> None:
     rows_single, lat_single = one_at_a_time(runner, seconds)
     image = np.random.default_rng(3).random((1, 32, 32, 3), dtype=np.float32)
 
-    table: list[tuple[str, float, float | None, float, float, str]] = []
+    table: list[tuple[str, float, float | None, float | None, float, float, str]] = []
 
-    def add(name: str, r: float, lat: list[float], mean: float | None = None) -> None:
-        table.append((name, r, r / rows_offline, pct(lat, 50), pct(lat, 99), "" if mean is None else f"{mean:.1f}"))
+    def add(name: str, r: float, lat: list[float], mean: float | None = None, adjacent: float | None = None) -> None:
+        mean_s = "" if mean is None else f"{mean:.1f}"
+        beside = None if adjacent is None else r / adjacent
+        table.append((name, r, r / rows_offline, beside, pct(lat, 50), pct(lat, 99), mean_s))
 
-    table.append(("CNN offline limit (batches of 64, back to back)", rows_offline, 1.0, NAN, NAN, ""))
+    table.append(("CNN offline limit (batches of 64, back to back)", rows_offline, 1.0, None, NAN, NAN, ""))
     add("CNN one at a time (1 row per call, sequential)", rows_single, lat_single)
     # The lone caller first: right after a burst the batcher still expects the burst's
     # callers back for up to a second (see the dispatch policy).
     add("CNN via predict(), 1 caller", *asyncio.run(concurrent_callers("cnn", lambda i: image, 1, seconds)))
     for callers in (64, 256):
         for model, label in (("cnn_unbatched", "unbatched"), ("cnn", "batched")):
+            # The offline limit again, just before: on a shared machine the speed drifts
+            # within a run, and this ratio is the one the target is about.
+            adjacent = offline_limit(runner, seconds) if label == "batched" else None
             result = asyncio.run(concurrent_callers(model, lambda i: image, callers, seconds))
-            add(f"CNN {label} via predict(), {callers} callers", *result)
+            add(f"CNN {label} via predict(), {callers} callers", *result, adjacent=adjacent)
 
     noop = overhead_rows(seconds)
     registry.reset()
@@ -284,17 +289,19 @@ def main() -> None:
     print(f"\nModel: CNN 32x32x3, conv blocks {BLOCKS} -> 10 (bench/model.py, SavedModel signature)")
     print(f"batch-1 call p50 {batch1_ms:.2f} ms on this machine")
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {seconds:.0f} s per row\n")
-    print("| path | rows/s | vs offline limit | p50 ms | p99 ms | mean batch |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, r, ratio, p50, p99, mean_s in table:
+    print("| path | rows/s | vs offline limit | vs offline just before | p50 ms | p99 ms | mean batch |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, r, ratio, beside, p50, p99, mean_s in table:
         ratio_s = f"{ratio * 100:.0f} %" if ratio is not None else ""
+        beside_s = f"{beside * 100:.0f} %" if beside is not None else ""
         p50_s = "" if np.isnan(p50) else f"{p50:.2f}"
         p99_s = "" if np.isnan(p99) else f"{p99:.2f}"
-        print(f"| {name} | {r:,.0f} | {ratio_s} | {p50_s} | {p99_s} | {mean_s} |")
-    best = max(r for name, r, *_ in table if "batched via" in name and "unbatched" not in name)
+        print(f"| {name} | {r:,.0f} | {ratio_s} | {beside_s} | {p50_s} | {p99_s} | {mean_s} |")
+    best = max(beside for _, _, _, beside, *_ in table if beside is not None)
+    best_rows = max(r for name, r, *_ in table if "batched via" in name and "unbatched" not in name)
     print(
-        f"\nBatched at saturation: {best / rows_offline * 100:.0f} % of the offline limit "
-        f"(target >= 90 %, >= 95 % on CPU); {best / rows_single:.1f}x one-at-a-time."
+        f"\nBatched at saturation: {best * 100:.0f} % of the offline limit measured just before "
+        f"(target >= 90 %, >= 95 % on CPU); {best_rows / rows_single:.1f}x one-at-a-time."
     )
     print_overhead(noop)
 
