@@ -41,13 +41,19 @@ async def test_a_huge_deadline_harms_nobody(make_batcher, timeout):
     assert (await batcher.predict(rows(9), timeout=timeout)).batch.size == 1
 
 
+@pytest.mark.parametrize("timeout", [np.float32(5.0), np.int64(5), 5, 0.5])
+def test_any_real_number_is_a_timeout(make_batcher, timeout):
+    batcher = make_batcher(GatedModel())
+    assert batcher.predict_sync(rows(3), timeout=timeout).outputs["y"][0, 0] == 6
+
+
 def test_a_huge_deadline_from_a_thread(make_batcher):
     batcher = make_batcher(GatedModel())
     assert batcher.predict_sync(rows(3), timeout=1e13).outputs["y"][0, 0] == 6
     assert batcher.alive
 
 
-@pytest.mark.parametrize("timeout", [math.nan, 0, -1.0, -math.inf, "5", True])
+@pytest.mark.parametrize("timeout", [math.nan, 0, -1.0, -math.inf, "5", True, np.float64("nan"), None.__class__])
 async def test_a_bad_timeout_is_invalid_input(make_batcher, timeout):
     batcher = make_batcher(GatedModel())
     with pytest.raises(InvalidInput, match="timeout must be a"):

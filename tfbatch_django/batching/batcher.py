@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import numbers
 import os
 import queue
 import threading
@@ -43,11 +44,12 @@ def check_timeout(timeout: object, model: str | None = None) -> float | None:
     NaN, zero, negative numbers and non-numbers are ``InvalidInput`` (a ``ValueError``)
     raised in the caller's thread: a bad deadline never reaches the scheduler.
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+    if isinstance(timeout, bool | np.bool_) or not isinstance(timeout, numbers.Real):
         raise InvalidInput(f"timeout must be a number of seconds, got {type(timeout).__name__}", model=model)
-    if not timeout > 0:  # also NaN
+    seconds = float(timeout)
+    if not seconds > 0:  # also NaN
         raise InvalidInput(f"timeout must be a positive number of seconds, got {timeout!r}", model=model)
-    return None if timeout >= MAX_TIMEOUT else float(timeout)
+    return None if seconds >= MAX_TIMEOUT else seconds
 
 
 class Batcher:
