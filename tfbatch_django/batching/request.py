@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["BatchInfo", "Prediction", "Request", "Split", "SyncWaiter", "deliver_async"]
+__all__ = ["BatchInfo", "Failed", "Prediction", "Request", "Split", "SyncWaiter", "deliver_async"]
 
 
 class BatchInfo(NamedTuple):
@@ -68,13 +68,27 @@ class SyncWaiter:
         return self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
 
 
-def deliver_async(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    """Runs on the caller's loop: resolve every future that is still waiting."""
-    for future, value, error in items:
+class Failed:
+    """An error to raise in a waiting coroutine (``deliver_async``'s marker)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def deliver_async(flat: list[Any]) -> None:
+    """Runs on the caller's loop: resolve every future that is still waiting.
+
+    ``flat`` alternates futures and their answers (a ``Prediction``, or ``Failed``): no
+    tuple per request, which the garbage collector would have to track.
+    """
+    it = iter(flat)
+    for future, value in zip(it, it, strict=True):
         if future.done():  # cancelled by its caller meanwhile
             continue
-        if error is not None:
-            future.set_exception(error)
+        if type(value) is Failed:
+            future.set_exception(value.error)
         else:
             future.set_result(value)
 

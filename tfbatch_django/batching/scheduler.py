@@ -32,7 +32,7 @@ from .config import BatchConfig
 from .execute import Batch, Outcome
 from .mailbox import Mailbox
 from .policy import AdaptivePolicy, DispatchPolicy, QueueView
-from .request import BatchInfo, Prediction, Request, Split, SyncWaiter, deliver_async
+from .request import BatchInfo, Failed, Prediction, Request, Split, SyncWaiter, deliver_async
 from .spec import TensorSpec
 from .stats import BatcherStats
 
@@ -71,7 +71,8 @@ class Scheduler:
         self._outstanding = 0
         self.policy = policy or AdaptivePolicy.from_config(config)
         self._running: list[Batch] = []
-        self._deliveries: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
+        # Per loop: futures and their answers, alternating (see ``deliver_async``).
+        self._deliveries: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         # Threads' answers, released at the end of the round like coroutines' answers:
         # after the statistics count them, so a caller never sees itself uncounted.
         self._sync_deliveries: list[tuple[SyncWaiter, Prediction | None, BaseException | None]] = []
@@ -280,7 +281,7 @@ class Scheduler:
         deliveries = self._deliveries
         new_tuple = tuple.__new__
         last_loop: asyncio.AbstractEventLoop | None = None
-        pending: list[tuple[Any, Any, BaseException | None]] = []
+        pending: list[Any] = []
         to_threads = self._sync_deliveries.append
         add_wait, add_submit = waits.append, submits.append
         answered = 0
@@ -321,7 +322,7 @@ class Scheduler:
                     assert loop is not None
                     pending = deliveries.setdefault(loop, [])
                     last_loop = loop
-                pending.append((request.future, value, None))
+                pending += (request.future, value)
             add_wait(queue_s)
             add_submit(t_submit)
         self._outstanding -= answered
@@ -447,7 +448,9 @@ class Scheduler:
             self._sync_deliveries.append((waiter, value, error))
         else:
             assert request.loop is not None
-            self._deliveries.setdefault(request.loop, []).append((request.future, value, error))
+            self._deliveries.setdefault(request.loop, []).extend(
+                (request.future, value if error is None else Failed(error))
+            )
 
     def _flush_deliveries(self) -> None:
         if self._sync_deliveries:
