@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from .assemble import Segment, assemble
+from .request import Request
 from .runner import Runner, call_model
 from .spec import TensorSpec
 
-__all__ = ["UNSTAGED", "Batch", "Outcome", "check_outputs", "execute", "stage"]
+__all__ = ["UNSTAGED", "Batch", "Outcome", "check_outputs", "execute", "left_out", "stage"]
 
 #: ``Batch.staged`` before (or without) staging.
 UNSTAGED: Any = object()
@@ -93,6 +94,18 @@ def check_outputs(outputs: object, rows: int, *, fresh: bool = True) -> dict[str
                     )
         checked[str(name)] = arr
     return checked
+
+
+def left_out(batch: Batch) -> list[Request]:
+    """Unanswered requests of ``batch`` that appear in none of its outcomes.
+
+    Bisection drops segments cancelled (or answered) while the batch was being split;
+    their requests still need exactly one outcome.
+    """
+    if len(batch.outcomes) == 1 and batch.outcomes[0].segments is batch.segments:
+        return []  # the common case: one outcome for every segment
+    covered = {id(seg) for outcome in batch.outcomes for seg in outcome.segments}
+    return [seg.request for seg in batch.segments if not (seg.request.done or id(seg) in covered)]
 
 
 def stage(runner: Runner, batch: Batch) -> None:

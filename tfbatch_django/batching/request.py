@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["BatchInfo", "Failed", "Prediction", "Request", "Split", "SyncWaiter", "deliver_async"]
+__all__ = ["BatchInfo", "Prediction", "Request", "Split", "SyncWaiter", "merge_part"]
 
 
 class BatchInfo(NamedTuple):
@@ -66,31 +66,6 @@ class SyncWaiter:
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
-
-
-class Failed:
-    """An error to raise in a waiting coroutine (``deliver_async``'s marker)."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-def deliver_async(flat: list[Any]) -> None:
-    """Runs on the caller's loop: resolve every future that is still waiting.
-
-    ``flat`` alternates futures and their answers (a ``Prediction``, or ``Failed``): no
-    tuple per request, which the garbage collector would have to track.
-    """
-    it = iter(flat)
-    for future, value in zip(it, it, strict=True):
-        if future.done():  # cancelled by its caller meanwhile
-            continue
-        if type(value) is Failed:
-            future.set_exception(value.error)
-        else:
-            future.set_result(value)
 
 
 class Split:
@@ -155,3 +130,31 @@ class Request:
         self.done = False
         self.taken = 0  # rows handed to batches so far (all of them once answered)
         self.split: Split | None = None
+
+
+def merge_part(
+    request: Request, part: dict[str, np.ndarray], rows: int, batch_rows: int, padded: int, run_s: float, queue_s: float
+) -> tuple[dict[str, np.ndarray], BatchInfo] | None:
+    """Collect one segment of a split request; its whole outputs once all are in."""
+    split = request.split
+    if split is None:
+        split = request.split = Split()
+    split.batches += 1
+    split.batch_size = max(split.batch_size, batch_rows)
+    split.padded_size = max(split.padded_size, padded)
+    split.queue_s = max(split.queue_s, queue_s)
+    split.run_s += run_s
+    split.parts.append(part)
+    split.received += rows
+    if split.received < request.rows:
+        return None
+    parts, split.parts = split.parts, []
+    outputs = {k: np.concatenate([p[k] for p in parts]) for k in part}
+    info = BatchInfo(
+        split.batch_size,
+        split.padded_size,
+        round(split.queue_s * 1e3, 3),
+        round(split.run_s * 1e3, 3),
+        split.batches,
+    )
+    return outputs, info

@@ -13,9 +13,6 @@ answers, and it sets ``request.done`` when it does. Its state is its own: no loc
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import heapq
-import itertools
 import logging
 import math
 import queue
@@ -27,12 +24,14 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ModelError, PredictTimeout, TFBatchError
+from .answers import Answers
 from .assemble import Segment, assemble
 from .config import BatchConfig
-from .execute import Batch, Outcome
+from .deadlines import Deadlines
+from .execute import Batch, Outcome, left_out
 from .mailbox import Mailbox
 from .policy import AdaptivePolicy, DispatchPolicy, QueueView
-from .request import BatchInfo, Failed, Prediction, Request, Split, SyncWaiter, deliver_async
+from .request import BatchInfo, Prediction, Request, merge_part
 from .spec import TensorSpec
 from .stats import BatcherStats
 
@@ -64,18 +63,13 @@ class Scheduler:
         self.executors = config.max_concurrent_batches
         self._run_queue = run_queue
         self._keyed = not all(s.fully_defined for s in specs.values())
-        self._seq = itertools.count()
         self._pending: deque[Request] = deque()
         self._pending_rows = 0
-        self._deadlines: list[tuple[float, int, Request]] = []
+        self._deadlines = Deadlines()
         self._outstanding = 0
         self.policy = policy or AdaptivePolicy.from_config(config)
         self._running: list[Batch] = []
-        # Per loop: futures and their answers, alternating (see ``deliver_async``).
-        self._deliveries: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        # Threads' answers, released at the end of the round like coroutines' answers:
-        # after the statistics count them, so a caller never sees itself uncounted.
-        self._sync_deliveries: list[tuple[SyncWaiter, Prediction | None, BaseException | None]] = []
+        self._answers = Answers()  # released at the end of each round, after the statistics
 
     @property
     def outstanding(self) -> int:
@@ -110,15 +104,11 @@ class Scheduler:
             self._complete(batch)
         self._expire(now)
         next_decision = self._dispatch(now, closing)
-        self._flush_deliveries()
+        self._answers.release()
         if closing and not self._pending and not self._running:
             # Done, unless requests slipped in just before close(): serve them first.
             return self.mailbox.empty()
-        wake_at = next_decision
-        self._prune_deadlines()
-        if self._deadlines and self._deadlines[0][0] < wake_at:
-            wake_at = self._deadlines[0][0]
-        self._sleep(wake_at)
+        self._sleep(min(next_decision, self._deadlines.next(self._outstanding)))
         return False
 
     def _view(self, now: float, closing: bool) -> QueueView:
@@ -154,7 +144,7 @@ class Scheduler:
             pending.append(request)
             arrivals.append(request.t_submit)
             if request.deadline is not None:
-                heapq.heappush(self._deadlines, (request.deadline, next(self._seq), request))
+                self._deadlines.add(request)
         self._pending_rows += rows
         self._outstanding += len(arrivals)
         self.policy.on_arrivals(arrivals, self._outstanding, now)
@@ -278,11 +268,11 @@ class Scheduler:
         single = items[0] if len(items) == 1 else None
         t_dispatch = batch.t_dispatch
         size, padded = batch.rows, batch.padded
-        deliveries = self._deliveries
+        deliveries = self._answers.by_loop
         new_tuple = tuple.__new__
         last_loop: asyncio.AbstractEventLoop | None = None
         pending: list[Any] = []
-        to_threads = self._sync_deliveries.append
+        to_threads = self._answers.to_threads.append
         add_wait, add_submit = waits.append, submits.append
         answered = 0
         for seg in segments:
@@ -303,7 +293,7 @@ class Scheduler:
                 queue_ms = int(queue_s * 1e6 + 0.5) / 1e3
                 info = new_tuple(BatchInfo, (size, padded, queue_ms, run_ms, 1))
             else:
-                merged = self._merge_part(request, part, n, batch, queue_s)
+                merged = merge_part(request, part, n, size, padded, batch.run_s, queue_s)
                 if merged is None:
                     continue
                 part, info = merged
@@ -343,67 +333,16 @@ class Scheduler:
             self._finish(request, None, error)
 
     def _sweep(self, batch: Batch) -> None:
-        """Finish whoever this batch leaves unanswered, so nobody is left in no outcome.
-
-        Bisection drops segments cancelled (or answered) while the batch was being split;
-        they appear in no outcome, and their requests still need exactly one.
-        """
-        if len(batch.outcomes) == 1 and batch.outcomes[0].segments is batch.segments:
-            return  # the common case: every segment got its outcome above
-        covered = {id(seg) for outcome in batch.outcomes for seg in outcome.segments}
-        for seg in batch.segments:
-            request = seg.request
-            if request.done or id(seg) in covered:
-                continue
+        """Finish whoever this batch leaves in no outcome (see ``execute.left_out``)."""
+        for request in left_out(batch):
             if request.cancelled:
                 self._finish(request, None, None, cancelled=True)
             else:  # cannot happen by construction; never leave a caller waiting
-                self._finish(
-                    request, None, ModelError(f"model {self.name!r}: the batch lost this request", model=self.name)
-                )
-
-    def _merge_part(
-        self, request: Request, part: dict[str, np.ndarray], rows: int, batch: Batch, queue_s: float
-    ) -> tuple[dict[str, np.ndarray], BatchInfo] | None:
-        """Collect one segment of a split request; the whole outputs once all are in."""
-        split = request.split
-        if split is None:
-            split = request.split = Split()
-        split.batches += 1
-        split.batch_size = max(split.batch_size, batch.rows)
-        split.padded_size = max(split.padded_size, batch.padded)
-        split.queue_s = max(split.queue_s, queue_s)
-        split.run_s += batch.run_s
-        split.parts.append(part)
-        split.received += rows
-        if split.received < request.rows:
-            return None
-        parts, split.parts = split.parts, []
-        outputs = {k: np.concatenate([p[k] for p in parts]) for k in part}
-        info = BatchInfo(
-            split.batch_size,
-            split.padded_size,
-            round(split.queue_s * 1e3, 3),
-            round(split.run_s * 1e3, 3),
-            split.batches,
-        )
-        return outputs, info
+                self._finish(request, None, ModelError(f"model {self.name!r}: the batch lost it", model=self.name))
 
     def _expire(self, now: float) -> None:
-        heap = self._deadlines
-        while heap and heap[0][0] <= now:
-            request = heapq.heappop(heap)[2]
-            if not request.done:
-                self._timeout(request)
-
-    def _prune_deadlines(self) -> None:
-        """Drop answered requests from the deadline heap so they cause no wake-ups."""
-        heap = self._deadlines
-        while heap and heap[0][2].done:
-            heapq.heappop(heap)
-        if len(heap) > 2 * self._outstanding + 64:
-            self._deadlines = [entry for entry in heap if not entry[2].done]
-            heapq.heapify(self._deadlines)
+        for request in self._deadlines.due(now):
+            self._timeout(request)
 
     def _timeout(self, request: Request) -> None:
         assert request.deadline is not None
@@ -443,27 +382,7 @@ class Scheduler:
             self.mailbox.unqueue(1, remaining)
         if not deliver:
             return
-        waiter = request.waiter
-        if waiter is not None:
-            self._sync_deliveries.append((waiter, value, error))
-        else:
-            assert request.loop is not None
-            self._deliveries.setdefault(request.loop, []).extend(
-                (request.future, value if error is None else Failed(error))
-            )
-
-    def _flush_deliveries(self) -> None:
-        if self._sync_deliveries:
-            sync, self._sync_deliveries = self._sync_deliveries, []
-            for waiter, value, error in sync:
-                waiter.resolve(value, error)
-        if not self._deliveries:
-            return
-        deliveries, self._deliveries = self._deliveries, {}
-        for loop, items in deliveries.items():
-            # A closed loop (its caller is gone) raises RuntimeError: nobody is left to answer.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(deliver_async, items)
+        self._answers.add(request, value, error)
 
     def _fail_everything(self, error: TFBatchError) -> None:
         requests = list(self._pending) + [s.request for b in self._running for s in b.segments]
@@ -471,4 +390,4 @@ class Scheduler:
             if not request.done:
                 self._finish(request, None, type(error)(error.message, model=self.name))
         self._pending.clear()
-        self._flush_deliveries()
+        self._answers.release()
