@@ -40,3 +40,39 @@ def test_single_whole_segment_is_copied():
     inputs, _, _ = assemble(SPECS, [Segment(a, 0, 2)], ())
     assert inputs["x"] is not a.arrays["x"]
     np.testing.assert_array_equal(inputs["x"], a.arrays["x"])
+
+
+def test_rows_are_cast_while_copied_into_the_batch():
+    specs = {"x": TensorSpec.of("x", "float32", (None, 2))}
+    a = Request({"x": np.array([[1, 2], [3, 4]], np.uint8)}, 2, None, 0.0, SyncWaiter(), None)
+    b = Request({"x": np.array([[5.5, 6.5]], np.float64)}, 1, None, 0.0, SyncWaiter(), None)
+    inputs, rows, padded = assemble(specs, [Segment(a, 0, 2), Segment(b, 0, 1)], (4,))
+    assert inputs["x"].dtype == np.float32
+    assert inputs["x"].tolist() == [[1, 2], [3, 4], [5.5, 6.5], [0, 0]]
+    assert (rows, padded) == (3, 4)
+
+
+def test_big_batches_are_copied_in_bounded_pieces(monkeypatch):
+    import tfbatch_django.batching.assemble as assemble_module
+
+    copies: list[int] = []
+    real_copyto = np.copyto
+
+    def counting_copyto(dst, src, **kwargs):
+        copies.append(dst.nbytes)
+        return real_copyto(dst, src, **kwargs)
+
+    monkeypatch.setattr(assemble_module, "CHUNK_BYTES", 32)  # 4 rows of 2 float32
+    monkeypatch.setattr(assemble_module.np, "copyto", counting_copyto)
+    specs = {"x": TensorSpec.of("x", "float32", (None, 2))}
+    a = Request({"x": np.arange(20, dtype=np.uint8).reshape(10, 2)}, 10, None, 0.0, SyncWaiter(), None)
+    b = Request({"x": np.arange(100, 112, dtype=np.float32).reshape(6, 2)}, 6, None, 0.0, SyncWaiter(), None)
+    segs = [Segment(a, 1, 10), Segment(b, 0, 5)]
+    inputs, rows, padded = assemble(specs, segs, (16,))
+    assert (rows, padded) == (14, 16)
+    expected = np.concatenate([np.arange(2, 20).reshape(9, 2), np.arange(100, 110).reshape(5, 2)]).astype(np.float32)
+    np.testing.assert_array_equal(inputs["x"][:14], expected)
+    assert inputs["x"][14:].tolist() == [[0, 0], [0, 0]]
+    assert [s.offset for s in segs] == [0, 9]
+    assert max(copies) <= 32  # no piece bigger than CHUNK_BYTES
+    assert sum(copies) == 14 * 8  # and every row copied exactly once

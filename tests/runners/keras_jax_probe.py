@@ -40,6 +40,7 @@ def main(archive: str, inputs_path: str, outputs_path: str) -> None:
     for start, size in ((0, 1), (1, 3), (4, 5), (9, 8), (17, 20)):  # sizes 1..20, split and padded
         outputs.append(batcher.predict_sync(images[start : start + size]).outputs["probs"])
     batcher.close()
+    staged = runner.stage({name: images[:2] for name in runner.input_specs})
     np.save(outputs_path, np.concatenate(outputs))
     print(
         json.dumps(
@@ -48,6 +49,8 @@ def main(archive: str, inputs_path: str, outputs_path: str) -> None:
                 "warmup_sizes": [w["size"] for w in batcher.warmup_report],
                 "compiles_during_warmup": after_warmup,
                 "compiles_during_requests": len(compiles) - after_warmup,
+                "staging": batcher.staging,
+                "staged_types": sorted({type(v).__module__.split(".")[0] for v in staged.values()}),
             }
         )
     )

@@ -75,3 +75,17 @@ def test_missing_or_corrupt_archive(tmp_path):
     bad.write_bytes(b"not a zip file")
     with pytest.raises(ModelLoadError, match=r"Keras 3\.\d+\.\d+ could not load .*bad\.keras"):
         KerasRunner(bad)
+
+
+def test_keras_on_tensorflow_stages_batches_as_tensors(classifier, images, tf):
+    runner = KerasRunner(classifier.keras_path)
+    staged = runner.stage({"image": images[:4]})
+    assert isinstance(staged["image"], tf.Tensor)
+    np.testing.assert_allclose(runner.run(staged)["probs"], classifier.direct(images[:4]).numpy(), rtol=1e-5, atol=1e-6)
+    batcher = Batcher(runner, BatchConfig(max_batch_size=4), name="k").start()
+    try:
+        assert batcher.staging
+        result = batcher.predict_sync(images[:6])  # two batches, each staged before it runs
+        np.testing.assert_allclose(result.outputs["probs"], classifier.direct(images[:6]).numpy(), rtol=1e-5, atol=1e-6)
+    finally:
+        batcher.close()

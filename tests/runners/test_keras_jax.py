@@ -40,6 +40,9 @@ def test_keras_runner_on_jax_matches_tensorflow_and_never_compiles_during_reques
     assert report["compiles_during_warmup"] > 0
     # Padding to the allowed sizes, warmed up at load: no request paid for a compile.
     assert report["compiles_during_requests"] == 0
+    # Batches are staged (jax.device_put) on the staging thread before the model runs.
+    assert report["staging"] is True
+    assert report["staged_types"] == ["jaxlib"]
     expected = classifier.direct(images).numpy()
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-4, atol=1e-5)
 

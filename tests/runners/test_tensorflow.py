@@ -237,3 +237,23 @@ def test_op_error_message_keeps_the_ops_words_only():
     )
     assert op_error_message(raw) == "Key: x.  Data types don't match\n\t [[{{node ParseExample}}]]"
     assert op_error_message("plain message") == "plain message"
+
+
+def test_batches_are_staged_on_the_device_before_they_run(classifier, images, tf):
+    runner = SavedModelRunner(classifier.savedmodel_path)
+    staged = runner.stage({"image": images[:3]})
+    assert isinstance(staged["image"], tf.Tensor)
+    assert staged["image"].device.endswith(runner.device.split("device:")[-1])
+    np.testing.assert_array_equal(staged["image"].numpy(), images[:3])
+    np.testing.assert_allclose(
+        runner.run(staged)["output_0"], runner.run({"image": images[:3]})["output_0"], rtol=1e-6, atol=1e-7
+    )
+    batcher = serve(runner, max_batch_size=8)
+    try:
+        assert batcher.staging
+        result = batcher.predict_sync(images[:5])
+        np.testing.assert_allclose(
+            result.outputs["output_0"], classifier.direct(images[:5]).numpy(), rtol=1e-5, atol=1e-6
+        )
+    finally:
+        batcher.close()

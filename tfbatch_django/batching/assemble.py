@@ -1,6 +1,7 @@
 """Build one model input from many requests' rows, and pad it to an allowed size.
 
-A batch is a list of ``Segment``s: a contiguous run of one request's rows. A request
+A batch is a list of ``Segment``s: a contiguous run of one request's rows, copied once
+into the batch buffer (and cast there to the model's dtype). A request
 with more rows than fit is cut into several segments in successive batches; the
 scheduler stitches their outputs back together in order.
 """
@@ -8,6 +9,7 @@ scheduler stitches their outputs back together in order.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +18,10 @@ import numpy as np
 from .request import Request
 from .spec import TensorSpec
 
-__all__ = ["Segment", "assemble", "filler_rows", "padded_size"]
+__all__ = ["CHUNK_BYTES", "Segment", "assemble", "filler_rows", "padded_size"]
+
+#: Largest piece of a batch copied in one numpy call (see ``assemble``).
+CHUNK_BYTES = 4 << 20
 
 
 @dataclass(slots=True)
@@ -53,14 +58,22 @@ def filler_rows(spec: TensorSpec, count: int, row_shape: tuple[int, ...]) -> np.
 def assemble(
     specs: Mapping[str, TensorSpec], segments: Sequence[Segment], allowed: Sequence[int]
 ) -> tuple[dict[str, np.ndarray], int, int]:
-    """Concatenate the segments' rows per input; returns (inputs, real rows, padded rows).
+    """Copy the segments' rows into one batch per input; returns (inputs, real rows, padded rows).
+
+    Each row is copied exactly once, from the caller's array straight into a batch
+    buffer of the model's dtype: a request sent as ``uint8`` for a ``float32`` model (4x
+    fewer bytes on the wire) is cast during that copy, never copied twice. The model
+    never sees (or writes into) a caller's own array. Batches over ``CHUNK_BYTES`` are
+    copied in pieces of at most that size, so no single copy holds the GIL for long (a
+    batch of 256 images of 224x224x3 float32 is 154 MB) and the event loop keeps
+    running between pieces.
 
     Sets each segment's ``offset`` so its outputs can be sliced back out.
     """
     rows = 0
     for seg in segments:
         seg.offset = rows
-        rows += seg.rows
+        rows += seg.stop - seg.start
     padded = padded_size(rows, allowed)
     inputs: dict[str, np.ndarray] = {}
     for name, spec in specs.items():
@@ -68,9 +81,25 @@ def assemble(
         for seg in segments:
             arr = seg.request.arrays[name]
             parts.append(arr if (seg.start == 0 and seg.stop == arr.shape[0]) else arr[seg.start : seg.stop])
+        row_shape = parts[0].shape[1:]
+        out = np.empty((padded, *row_shape), dtype=spec.dtype)
+        row_bytes = out.itemsize * math.prod(row_shape)
+        if rows * row_bytes <= CHUNK_BYTES:
+            # One C call for the whole batch: the cheapest for many small requests.
+            np.concatenate(parts, out=out[:rows] if padded > rows else out, casting="same_kind")
+        else:
+            _copy_in_chunks(parts, out, max(1, CHUNK_BYTES // max(row_bytes, 1)))
         if padded > rows:
-            parts.append(filler_rows(spec, padded - rows, parts[0].shape[1:]))
-        # np.concatenate always copies, so the model never sees (or writes into) a
-        # caller's own array; a single part is copied for the same reason.
-        inputs[name] = np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+            out[rows:] = b"" if spec.is_string else 0
+        inputs[name] = out
     return inputs, rows, padded
+
+
+def _copy_in_chunks(parts: list[np.ndarray], out: np.ndarray, step: int) -> None:
+    at = 0
+    for part in parts:
+        n = part.shape[0]
+        for i in range(0, n, step):
+            j = min(i + step, n)
+            np.copyto(out[at + i : at + j], part[i:j], casting="same_kind")
+        at += n

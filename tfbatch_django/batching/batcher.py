@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import numbers
 import os
 import queue
 import threading
@@ -18,20 +19,37 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..exceptions import ModelError, ModelLoadError, Overloaded, TFBatchError
+import numpy as np
+
+from ..exceptions import InvalidInput, ModelError, ModelLoadError, Overloaded, TFBatchError
 from .assemble import filler_rows
-from .config import BatchConfig
-from .execute import Batch, check_outputs, execute
+from .config import MAX_TIMEOUT, BatchConfig
+from .execute import Batch, check_outputs, execute, stage
 from .mailbox import Mailbox
-from .request import AsyncWaiter, Prediction, Request, SyncWaiter
-from .runner import Runner
+from .policy import DispatchPolicy
+from .request import Prediction, Request, SyncWaiter
+from .runner import Runner, call_model, stages
 from .scheduler import Scheduler
 from .spec import Inputs, TensorSpec, coerce_inputs
 from .stats import BatcherStats
 
-__all__ = ["Batcher"]
+__all__ = ["MAX_TIMEOUT", "Batcher", "check_timeout"]
 
 logger = logging.getLogger("tfbatch_django.batching")
+
+
+def check_timeout(timeout: object, model: str | None = None) -> float | None:
+    """A caller's timeout in seconds, checked: a positive number; huge or infinite means none.
+
+    NaN, zero, negative numbers and non-numbers are ``InvalidInput`` (a ``ValueError``)
+    raised in the caller's thread: a bad deadline never reaches the scheduler.
+    """
+    if isinstance(timeout, bool | np.bool_) or not isinstance(timeout, numbers.Real):
+        raise InvalidInput(f"timeout must be a number of seconds, got {type(timeout).__name__}", model=model)
+    seconds = float(timeout)
+    if not seconds > 0:  # also NaN
+        raise InvalidInput(f"timeout must be a positive number of seconds, got {timeout!r}", model=model)
+    return None if seconds >= MAX_TIMEOUT else seconds
 
 
 class Batcher:
@@ -39,6 +57,7 @@ class Batcher:
 
     Create it, ``start()`` it (which warms the model up), then call ``predict`` from
     coroutines or ``predict_sync`` from threads, and ``close()`` it when done.
+    ``policy`` replaces the default dispatch policy (``AdaptivePolicy``; see ``policy``).
     """
 
     def __init__(
@@ -48,6 +67,7 @@ class Batcher:
         *,
         name: str = "model",
         stats: BatcherStats | None = None,
+        policy: DispatchPolicy | None = None,
     ) -> None:
         self.name = name
         self.runner = runner
@@ -63,9 +83,28 @@ class Batcher:
         self.warmup_report: list[dict[str, Any]] = []
         self.pid = os.getpid()
         self._keyed = not all(s.fully_defined for s in self.specs.values())
-        self._mailbox = Mailbox(name, self.config.max_queue_size)
+        self._default_timeout = self.config.default_timeout
+        only = next(iter(self.specs.values()))
+        # (name, dtype, row shape) of a single numeric input with every dimension known.
+        self._fits = (
+            (only.name, only.dtype, only.exact_row_shape)
+            if len(self.specs) == 1 and not only.is_string and only.exact_row_shape is not None
+            else None
+        )
+        self._mailbox = Mailbox(name, self.config.max_queue_size, self.stats)
         self._run_queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
-        self._scheduler = Scheduler(name, self.specs, self.config, self.stats, self._mailbox, self._run_queue)
+        #: Runners with a ``stage`` step get a staging thread between scheduler and executors.
+        self.staging = stages(runner)
+        self._stage_queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self._scheduler = Scheduler(
+            name,
+            self.specs,
+            self.config,
+            self.stats,
+            self._mailbox,
+            self._stage_queue if self.staging else self._run_queue,
+            policy,
+        )
         self._threads: list[threading.Thread] = []
         self._scheduler_thread: threading.Thread | None = None
 
@@ -79,6 +118,10 @@ class Batcher:
             self.warmup()
         for i in range(self.config.max_concurrent_batches):
             t = threading.Thread(target=self._executor_main, name=f"tfbatch-run-{self.name}-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self.staging:
+            t = threading.Thread(target=self._staging_main, name=f"tfbatch-stage-{self.name}", daemon=True)
             t.start()
             self._threads.append(t)
         self._scheduler_thread = threading.Thread(
@@ -104,7 +147,7 @@ class Batcher:
             }
             t0 = time.perf_counter()
             try:
-                check_outputs(self.runner.run(inputs), size)
+                check_outputs(call_model(self.runner, inputs), size)
             except Exception as exc:
                 raise ModelLoadError(
                     f"model {self.name!r} failed its warm-up at batch size {size}: {type(exc).__name__}: {exc}",
@@ -142,10 +185,11 @@ class Batcher:
 
     async def predict(self, inputs: Inputs, *, timeout: float | None = None) -> Prediction:
         """Submit rows and await their outputs, from any event loop."""
-        waiter = AsyncWaiter(asyncio.get_running_loop())
-        request = self._submit(inputs, timeout, waiter)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Prediction] = loop.create_future()
+        request = self._submit(inputs, timeout, None, loop, future)
         try:
-            return await waiter.future
+            return await future
         except asyncio.CancelledError:
             request.cancelled = True
             raise
@@ -166,26 +210,48 @@ class Batcher:
         assert waiter.value is not None
         return waiter.value
 
-    def _submit(self, inputs: Inputs, timeout: float | None, waiter: SyncWaiter | AsyncWaiter) -> Request:
+    def _submit(
+        self,
+        inputs: Inputs,
+        timeout: float | None,
+        waiter: SyncWaiter | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[Prediction] | None = None,
+    ) -> Request:
         try:
-            arrays, rows = coerce_inputs(self.specs, inputs, model=self.name)
+            timeout = self._default_timeout if timeout is None else check_timeout(timeout, self.name)
+            fits = self._fits
+            if (
+                fits is not None
+                and type(inputs) is np.ndarray
+                and inputs.ndim
+                and inputs.dtype == fits[1]
+                and inputs.shape[1:] == fits[2]
+            ):
+                # Hot path (coerce_inputs' own, inlined): one array that already fits.
+                arrays, rows = {fits[0]: inputs}, inputs.shape[0]
+                if not rows:
+                    raise InvalidInput(f"input {fits[0]!r} has no rows", model=self.name, input=fits[0])
+            else:
+                arrays, rows = coerce_inputs(self.specs, inputs, model=self.name, cast=False)  # cast in assemble
         except TFBatchError:
             self.stats.record_request("invalid")
             raise
-        if timeout is None:
-            timeout = self.config.default_timeout
-        elif timeout <= 0:
-            raise ValueError(f"timeout must be positive, got {timeout!r}")
         now = time.perf_counter()
         key = tuple(a.shape[1:] for a in arrays.values()) if self._keyed else None
-        request = Request(arrays, rows, None if timeout is None else now + timeout, now, waiter, key)
-        # Counted before it is posted, so that no snapshot shows it answered but not accepted.
-        self.stats.record_accepted()
+        request = Request(arrays, rows, None if timeout is None else now + timeout, now, waiter, key, loop, future)
+        # Counted as accepted by the mailbox, under its lock, before the scheduler can
+        # see it: no snapshot shows it answered but not accepted.
         refusal = self._mailbox.post(request)
         if refusal is not None:
-            self.stats.record_refused()
+            self.stats.record_request("overloaded")
             raise Overloaded(refusal, model=self.name)
         return request
+
+    @property
+    def outstanding(self) -> int:
+        """Requests accepted and not answered yet (the scheduler's count; 0 when idle)."""
+        return self._scheduler.outstanding
 
     def queue_depth(self) -> int:
         return self._mailbox.depth
@@ -195,6 +261,18 @@ class Batcher:
         return self.stats.snapshot(queue_depth=self._mailbox.depth, in_flight_batches=self._scheduler.running_batches)
 
     # ------------------------------------------------------------------ executor thread
+
+    def _staging_main(self) -> None:
+        """Stage each batch (host -> device) while the executor runs the one before it."""
+        while True:
+            batch = self._stage_queue.get()
+            if batch is None:
+                for _ in range(self.config.max_concurrent_batches):
+                    self._run_queue.put(None)
+                return
+            if not all(s.request.done or s.request.cancelled for s in batch.segments):
+                stage(self.runner, batch)
+            self._run_queue.put(batch)
 
     def _executor_main(self) -> None:
         while True:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-__all__ = ["BatchConfig"]
+__all__ = ["MAX_TIMEOUT", "BatchConfig"]
+
+#: Deadlines further away than this (about 31 years) are no deadline at all: a caller
+#: may ask for ``timeout=1e13`` or ``math.inf`` and simply waits as long as it takes.
+MAX_TIMEOUT = 1e9
 
 
 @dataclass(frozen=True)
@@ -30,10 +35,13 @@ class BatchConfig:
             value = getattr(self, field_name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{field_name} must be a positive integer, got {value!r}")
-        if self.max_latency < 0:
-            raise ValueError(f"max_latency must be >= 0, got {self.max_latency!r}")
-        if self.default_timeout is not None and self.default_timeout <= 0:
-            raise ValueError(f"default_timeout must be positive or None, got {self.default_timeout!r}")
+        if not 0 <= self.max_latency < math.inf:  # also NaN
+            raise ValueError(f"max_latency must be a finite number >= 0, got {self.max_latency!r}")
+        if self.default_timeout is not None:
+            if not self.default_timeout > 0:  # also NaN
+                raise ValueError(f"default_timeout must be positive or None, got {self.default_timeout!r}")
+            if self.default_timeout >= MAX_TIMEOUT:  # "forever" is no deadline
+                object.__setattr__(self, "default_timeout", None)
         sizes = self.allowed_batch_sizes
         if sizes:
             if any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in sizes):

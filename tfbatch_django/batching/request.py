@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["AsyncWaiter", "BatchInfo", "Prediction", "Request", "SyncWaiter", "deliver_async"]
+__all__ = ["BatchInfo", "Prediction", "Request", "Split", "SyncWaiter", "merge_part"]
 
 
 class BatchInfo(NamedTuple):
@@ -68,50 +68,40 @@ class SyncWaiter:
         return self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
 
 
-class AsyncWaiter:
-    """An ``asyncio.Future`` on the caller's loop, resolved from the batcher's thread."""
+class Split:
+    """Bookkeeping for a request cut over several batches (more rows than fit in one)."""
 
-    __slots__ = ("future", "loop")
+    __slots__ = ("batch_size", "batches", "padded_size", "parts", "queue_s", "received", "run_s")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.future: asyncio.Future[Prediction] = loop.create_future()
-
-
-def deliver_async(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    """Runs on the caller's loop: resolve every future that is still waiting."""
-    for future, value, error in items:
-        if future.done():  # cancelled by its caller meanwhile
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
+    def __init__(self) -> None:
+        self.parts: list[dict[str, np.ndarray]] = []
+        self.received = 0  # rows whose outputs came back
+        self.batch_size = 0
+        self.padded_size = 0
+        self.queue_s = 0.0
+        self.run_s = 0.0
+        self.batches = 0
 
 
 class Request:
     """One caller's rows on their way through the batcher.
 
+    A thread waits on ``waiter``; a coroutine on ``future``, resolved on ``loop``.
     ``done`` and the bookkeeping fields are written only by the scheduler thread;
-    ``cancelled`` is the one flag a caller sets (when its task is cancelled).
+    ``cancelled`` is the one flag a caller sets (when its task is cancelled). Kept
+    small: one is built per request on the hot path.
     """
 
     __slots__ = (
         "arrays",
-        "batch_size",
-        "batches",
         "cancelled",
         "deadline",
         "done",
-        "padded_size",
-        "parts",
-        "queue_s",
-        "queued",
-        "received",
+        "future",
+        "loop",
         "rows",
-        "run_s",
         "shape_key",
-        "t_dispatch",
+        "split",
         "t_submit",
         "taken",
         "waiter",
@@ -123,24 +113,48 @@ class Request:
         rows: int,
         deadline: float | None,
         t_submit: float,
-        waiter: SyncWaiter | AsyncWaiter,
+        waiter: SyncWaiter | None,
         shape_key: tuple[Any, ...] | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future[Prediction] | None = None,
     ) -> None:
         self.arrays = arrays
         self.rows = rows
         self.deadline = deadline
         self.t_submit = t_submit
         self.waiter = waiter
+        self.loop = loop
+        self.future = future
         self.shape_key = shape_key
         self.cancelled = False
         self.done = False
-        self.queued = True  # counted in the queue depth until fully dispatched or dropped
-        self.taken = 0  # rows handed to batches so far
-        self.received = 0  # rows whose outputs came back
-        self.parts: list[dict[str, np.ndarray]] | None = None
-        self.t_dispatch: float | None = None
-        self.batch_size = 0
-        self.padded_size = 0
-        self.queue_s = 0.0
-        self.run_s = 0.0
-        self.batches = 0
+        self.taken = 0  # rows handed to batches so far (all of them once answered)
+        self.split: Split | None = None
+
+
+def merge_part(
+    request: Request, part: dict[str, np.ndarray], rows: int, batch_rows: int, padded: int, run_s: float, queue_s: float
+) -> tuple[dict[str, np.ndarray], BatchInfo] | None:
+    """Collect one segment of a split request; its whole outputs once all are in."""
+    split = request.split
+    if split is None:
+        split = request.split = Split()
+    split.batches += 1
+    split.batch_size = max(split.batch_size, batch_rows)
+    split.padded_size = max(split.padded_size, padded)
+    split.queue_s = max(split.queue_s, queue_s)
+    split.run_s += run_s
+    split.parts.append(part)
+    split.received += rows
+    if split.received < request.rows:
+        return None
+    parts, split.parts = split.parts, []
+    outputs = {k: np.concatenate([p[k] for p in parts]) for k in part}
+    info = BatchInfo(
+        split.batch_size,
+        split.padded_size,
+        round(split.queue_s * 1e3, 3),
+        round(split.run_s * 1e3, 3),
+        split.batches,
+    )
+    return outputs, info

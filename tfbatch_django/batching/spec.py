@@ -87,13 +87,16 @@ def format_shape(shape: tuple[int | None, ...] | None) -> str:
 
 
 def coerce_inputs(
-    specs: Mapping[str, TensorSpec], inputs: Inputs, *, model: str | None = None
+    specs: Mapping[str, TensorSpec], inputs: Inputs, *, model: str | None = None, cast: bool = True
 ) -> tuple[dict[str, np.ndarray], int]:
     """Check ``inputs`` against ``specs``; return arrays of the model's dtypes and the row count.
 
     Accepts a single array-like for a one-input model, or a mapping by input name.
     Casts are allowed when numpy calls them "same kind" (int -> float, float64 ->
-    float32: what JSON numbers need), refused otherwise (float -> int, str -> float).
+    float32: what JSON numbers need; ``uint8`` images for a float model), refused
+    otherwise (float -> int, str -> float). With ``cast=False`` an allowed cast is only
+    checked, not done: the batcher casts while it copies rows into the batch, so a row is
+    copied once, not twice.
     """
     if type(inputs) is np.ndarray and len(specs) == 1:
         # Hot path: one ndarray that already fits (most in-process callers).
@@ -132,7 +135,7 @@ def coerce_inputs(
     arrays: dict[str, np.ndarray] = {}
     rows: int | None = None
     for spec, value in items:
-        arr = _as_array(spec, value, model)
+        arr = _as_array(spec, value, model, cast)
         if rows is None:
             rows = arr.shape[0]
         elif arr.shape[0] != rows:
@@ -148,7 +151,7 @@ def coerce_inputs(
     return arrays, rows
 
 
-def _as_array(spec: TensorSpec, value: Any, model: str | None) -> np.ndarray:
+def _as_array(spec: TensorSpec, value: Any, model: str | None, cast: bool = True) -> np.ndarray:
     name = spec.name
     if spec.is_string:
         arr = _as_string_array(spec, value, model)
@@ -173,7 +176,8 @@ def _as_array(spec: TensorSpec, value: Any, model: str | None) -> np.ndarray:
                     model=model,
                     input=name,
                 )
-            arr = arr.astype(spec.dtype)
+            if cast:
+                arr = arr.astype(spec.dtype)
     _check_shape(spec, arr, model)
     return arr
 

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from ..batching import Prediction, TensorSpec
-from ..batching.request import SyncWaiter, deliver_async
+from ..batching.answers import Failed, deliver_async
+from ..batching.request import SyncWaiter
 from ..batching.spec import coerce_inputs
 from ..conf.workers import WorkerConfig
 from ..exceptions import InvalidInput, ModelNotFound, Overloaded, TFBatchError, WorkerUnavailable
@@ -324,13 +325,13 @@ class RemoteClient:
 
     def _resolve(self, answers: list[_Answer]) -> None:
         """Answer callers: threads at once, coroutines with one hop per loop."""
-        per_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+        per_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}  # future, answer, future, answer...
         for call, value, error in answers:
             waiter = call.waiter
             if isinstance(waiter, SyncWaiter):
                 waiter.resolve(value, error)
             else:
-                per_loop.setdefault(waiter[0], []).append((waiter[1], value, error))
+                per_loop.setdefault(waiter[0], []).extend((waiter[1], Failed(error) if error is not None else value))
         for loop, items in per_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: its callers are gone
                 loop.call_soon_threadsafe(deliver_async, items)

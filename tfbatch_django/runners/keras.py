@@ -43,6 +43,7 @@ class KerasRunner(Runner):
     """Serve a Keras 3 model saved as a ``.keras`` file."""
 
     thread_safe = False  # Keras-on-JAX crashes with concurrent calls ("Array has been deleted")
+    fresh_outputs = True  # every call's outputs are new arrays
 
     def __init__(
         self,
@@ -106,7 +107,7 @@ class KerasRunner(Runner):
             return contextlib.nullcontext()
         return self._keras.device(self.device)
 
-    def _model_inputs(self, inputs: dict[str, np.ndarray]) -> Any:
+    def _model_inputs(self, inputs: dict[str, Any]) -> Any:
         struct = self._input_struct
         if isinstance(struct, Mapping):
             return {key: inputs[tensor.name] for key, tensor in struct.items()}
@@ -114,7 +115,27 @@ class KerasRunner(Runner):
             return inputs[self._input_names[0]]
         return [inputs[name] for name in self._input_names]
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def stage(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Copy a batch onto the model's device (the batcher's staging thread, see Runner).
+
+        JAX: ``jax.device_put``; TensorFlow: a tensor on the device. Done while the
+        previous batch computes; the model itself is not called here, so a model that is
+        not thread-safe (Keras on JAX) is still called by one thread at a time. String
+        inputs, and other backends, stay numpy.
+        """
+        backend = self._keras.backend.backend()
+        if backend not in ("jax", "tensorflow"):
+            return inputs
+        with self._device_scope():
+            if backend == "jax":
+                import jax
+
+                return {k: v if v.dtype.kind == "O" else jax.device_put(v) for k, v in inputs.items()}
+            import tensorflow as tf
+
+            return {k: tf.identity(tf.convert_to_tensor(v)) for k, v in inputs.items()}
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         with self._device_scope():
             result = self.model.predict_on_batch(self._model_inputs(inputs))
         if isinstance(result, Mapping):

@@ -94,6 +94,7 @@ class SavedModelRunner(Runner):
     """Serve one signature of a SavedModel."""
 
     thread_safe = True  # concrete functions may be called from several threads
+    fresh_outputs = True  # every call's outputs are new tensors' memory
 
     def __init__(
         self,
@@ -176,7 +177,20 @@ class SavedModelRunner(Runner):
 
         return lambda **kw: call(*(kw[n] for n in names))
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def stage(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Copy a batch onto the model's device (the batcher's staging thread, see Runner).
+
+        On a GPU this is the host -> device copy, done while the previous batch computes.
+        Models with a fixed batch dimension are cut into chunks on the host: they stay
+        numpy here.
+        """
+        if self.fixed_batch is not None:
+            return inputs
+        tf = self._tf
+        with tf.device(self.device):
+            return {k: tf.identity(tf.convert_to_tensor(v)) for k, v in inputs.items()}
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         tf = self._tf
         step = self.fixed_batch
         with tf.device(self.device):
@@ -195,10 +209,10 @@ class SavedModelRunner(Runner):
             chunk = {k: np.concatenate([v, np.repeat(v[-1:], short, axis=0)]) for k, v in chunk.items()}
         return chunk
 
-    def _call(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _call(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         tf = self._tf
         try:
-            result = self._fn(**{k: tf.constant(v) for k, v in inputs.items()})
+            result = self._fn(**{k: tf.convert_to_tensor(v) for k, v in inputs.items()})
         except tf.errors.InvalidArgumentError as exc:
             # The graph refused these inputs (a shape the signature could not check, a
             # tf.Example feature of the wrong type): the caller's error, with the model's words.
