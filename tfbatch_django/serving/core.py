@@ -78,6 +78,7 @@ __all__ = [
     "Response",
     "Step",
     "WrongMethod",
+    "batch_headers",
     "error_response",
     "json_response",
     "model_config",
@@ -269,6 +270,16 @@ class Request:
     body: bytes
     context: Context
     query: str = ""
+
+
+def batch_headers(prediction: Prediction) -> dict[str, str]:
+    """How the request's batch went, as headers of every protocol's HTTP answer."""
+    batch = prediction.batch
+    return {
+        "X-TFBatch-Batch-Size": str(batch.size),
+        "X-TFBatch-Queue-Ms": f"{batch.queue_ms:.3f}",
+        "X-TFBatch-Run-Ms": f"{batch.run_ms:.3f}",
+    }
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:

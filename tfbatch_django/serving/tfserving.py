@@ -33,6 +33,7 @@ from .core import (
     Request,
     Response,
     WrongMethod,
+    batch_headers,
     error_response,
     json_response,
     permitted_model,
@@ -110,7 +111,7 @@ class TFServing(HttpProtocol):
             name = check_signature(route.action, method or _PREDICT_METHOD, inputs_meta)
             examples = parse_examples(request.body, config)
             prediction = yield Predict(route.model, {name: examples})
-            return json_response(200, render_results(route.action, prediction), _batch_headers(prediction))
+            return json_response(200, render_results(route.action, prediction), batch_headers(prediction))
         if route.action is None:
             return _status(config)
         return (yield from _metadata(config))
@@ -182,7 +183,7 @@ def _predicted(prediction: Prediction, columnar: bool) -> Response:
     else:
         rows = len(next(iter(outputs.values())))
         payload = {"predictions": [{name: out[i] for name, out in outputs.items()} for i in range(rows)]}
-    return json_response(200, payload, _batch_headers(prediction))
+    return json_response(200, payload, batch_headers(prediction))
 
 
 def _b64_if_named_bytes(name: str, output: np.ndarray) -> np.ndarray:
@@ -195,15 +196,6 @@ def _b64_if_named_bytes(name: str, output: np.ndarray) -> np.ndarray:
         data = item.encode("utf-8") if isinstance(item, str) else bytes(item)
         encoded[index] = {"b64": base64.b64encode(data).decode("ascii")}
     return encoded
-
-
-def _batch_headers(prediction: Prediction) -> dict[str, str]:
-    batch = prediction.batch
-    return {
-        "X-TFBatch-Batch-Size": str(batch.size),
-        "X-TFBatch-Queue-Ms": f"{batch.queue_ms:.3f}",
-        "X-TFBatch-Run-Ms": f"{batch.run_ms:.3f}",
-    }
 
 
 # ---------------------------------------------------------------- status and metadata
