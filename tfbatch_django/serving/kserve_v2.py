@@ -29,13 +29,12 @@ from typing import Any
 
 from .. import __version__, v2_datatypes
 from ..conf import ModelConfig
-from ..exceptions import ModelNotFound
 from ..registry import NOT_LOADED, READY, registry
 from ..runners.savedmodel_meta import TensorMeta
 from .core import Flow, HttpProtocol, Predict, Request, Response, WrongMethod, json_response, permitted_model
 from .errors import ServingError
 from .kserve_v2_body import compressed, decoded_body, parse_infer, render_infer
-from .model_io import served_version, signature_tensors
+from .model_io import checked_version, signature_tensors
 from .options import serving_options
 
 __all__ = ["EXTENSIONS", "PROTOCOL", "ROUTE", "KServeV2"]
@@ -72,9 +71,7 @@ class KServeV2(HttpProtocol):
         else:
             _get_only(method, "model readiness" if action else "model metadata")
         config = yield from permitted_model(request.context, name)
-        served = served_version(config)
-        if version is not None and version != str(served):
-            raise ModelNotFound(f"model {name!r} has no version {version}; it serves version {served}", model=name)
+        served = checked_version(config, version)
         if action == "/ready":
             return Response(200 if registry.get(name).status == READY else 400, b"")
         if action is None:
@@ -82,7 +79,7 @@ class KServeV2(HttpProtocol):
         headers = request.context.headers
         infer = parse_infer(decoded_body(request.body, headers, serving_options().max_request_bytes), headers)
         prediction = yield Predict(name, infer.inputs)
-        return compressed(render_infer(name, served_version(config), infer, prediction), headers.get("accept-encoding"))
+        return compressed(render_infer(name, served, infer, prediction), headers.get("accept-encoding"))
 
 
 PROTOCOL = KServeV2()

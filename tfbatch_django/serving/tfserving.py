@@ -23,7 +23,6 @@ import numpy as np
 
 from ..batching import Prediction
 from ..conf import ModelConfig
-from ..exceptions import ModelNotFound
 from ..registry import registry
 from . import codec
 from .core import (
@@ -34,17 +33,16 @@ from .core import (
     Response,
     WrongMethod,
     batch_headers,
-    error_response,
     json_response,
     permitted_model,
 )
 from .errors import ServingError
-from .model_io import savedmodel_directory, savedmodel_signatures, served_version, signature_tensors
+from .model_io import checked_version, savedmodel_directory, savedmodel_signatures, served_version, signature_tensors
 from .options import serving_options
 from .tfserving_body import parse_predict
 from .tfserving_examples import METHODS, check_signature, parse_examples, render_results
 
-__all__ = ["NOT_FOUND", "PROTOCOL", "ROUTE", "UNKNOWN_ROUTE", "Route", "TFServing", "UnknownEndpoint", "error_response"]
+__all__ = ["NOT_FOUND", "PROTOCOL", "ROUTE", "UNKNOWN_ROUTE", "Route", "TFServing", "UnknownEndpoint"]
 
 #: The URL below the mount point; both front doors route with it (Django's ``re_path``
 #: and Channels' ``URLRouter`` pass its groups as keyword arguments).
@@ -97,9 +95,9 @@ class TFServing(HttpProtocol):
         posting = _endpoint(route, request.method)
         config = yield from permitted_model(request.context, route.model)
         if route.label is not None:
-            _check_version(config, _labelled_version(config, route.label))
+            checked_version(config, str(_labelled_version(config, route.label)))
         if route.version is not None:
-            _check_version(config, int(route.version))
+            checked_version(config, str(int(route.version)))  # "007" names version 7
         if route.action == ":predict":
             with codec.collector_paused():
                 inputs, columnar = parse_predict(request.body, config, serving_options())
@@ -153,22 +151,11 @@ def _endpoint(route: Route, method: str) -> bool:
     return False
 
 
-_version = served_version
-
-
 def _labelled_version(config: ModelConfig, label: str) -> int:
     labels = config.raw.get("VERSION_LABELS") or {}
     if label not in labels:
         raise ServingError("bad_request", f"Unrecognized servable version label: {label}")  # TF Serving's words
     return int(labels[label])
-
-
-def _check_version(config: ModelConfig, version: int) -> None:
-    served = _version(config)
-    if version != served:
-        raise ModelNotFound(
-            f"model {config.name!r} has no version {version}; it serves version {served}", model=config.name
-        )
 
 
 # ---------------------------------------------------------------- predict
@@ -207,7 +194,7 @@ def _status(config: ModelConfig) -> Response:
     handle = registry.get(config.name)
     failed = handle.status == "failed"
     status = {"error_code": "UNKNOWN" if failed else "OK", "error_message": (handle.error or "") if failed else ""}
-    entry = {"version": str(_version(config)), "state": _STATES.get(handle.status, "UNKNOWN"), "status": status}
+    entry = {"version": str(served_version(config)), "state": _STATES.get(handle.status, "UNKNOWN"), "status": status}
     return json_response(200, {"model_version_status": [entry]})
 
 
@@ -234,7 +221,7 @@ def _metadata(config: ModelConfig) -> Flow[Response]:
     return json_response(
         200,
         {
-            "model_spec": {"name": config.name, "signature_name": "", "version": str(_version(config))},
+            "model_spec": {"name": config.name, "signature_name": "", "version": str(served_version(config))},
             "metadata": {"signature_def": {"signature_def": signature_def}},
         },
     )
