@@ -75,7 +75,7 @@ async def _user(request: HttpRequest, headers: dict[str, str]) -> Any:
     if key is not None:
         return await auth.user_for_key(key)
     user = await request.auser()
-    if user.is_authenticated and request.method not in _SAFE:
+    if user.is_authenticated and request.method not in auth.SAFE_METHODS:
         _csrf(await auth.csrf_refusal_async(request))
     return user
 
@@ -87,12 +87,9 @@ def _user_sync(request: HttpRequest, headers: dict[str, str]) -> Any:
     if key is not None:
         return auth.user_for_key_sync(key)
     user = request.user
-    if user.is_authenticated and request.method not in _SAFE:
+    if user.is_authenticated and request.method not in auth.SAFE_METHODS:
         _csrf(auth.csrf_refusal(request))
     return user
-
-
-_SAFE = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 
 def _csrf(refusal: str | None) -> None:

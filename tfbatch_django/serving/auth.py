@@ -33,6 +33,7 @@ from .options import serving_options
 from .permissions import database_sync_to_async
 
 __all__ = [
+    "SAFE_METHODS",
     "csrf_refusal",
     "csrf_refusal_for_scope",
     "presented_key",
@@ -111,6 +112,10 @@ async def user_for_key(key: str, fresh: bool = False) -> Any:
         if known is not None:
             return known
     return await _user_for_key_async(key, fresh)
+
+
+#: Methods CSRF does not apply to (RFC 9110's safe methods, as Django's middleware has them).
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 
 class _CsrfCheck(CsrfViewMiddleware):
