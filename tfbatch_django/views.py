@@ -147,4 +147,9 @@ def _body(request: HttpRequest) -> bytes:
 
 
 def _http(response: core.Response) -> HttpResponse:
-    return HttpResponse(response.body, status=response.status, headers=response.headers)
+    http = HttpResponse(response.body, status=response.status, headers=response.headers)
+    if "Content-Type" not in response.headers:
+        # An answer without a type (the v2 health probes' empty bodies) gets none here
+        # either, as from the fast door; not Django's default text/html.
+        del http["Content-Type"]
+    return http
