@@ -125,7 +125,8 @@ def _body_or_refusal(request: HttpRequest, protocol: core.HttpProtocol) -> bytes
 
 
 def _body(request: HttpRequest) -> bytes:
-    """The body, refused from its declared length before ``request.body`` reads it.
+    """The body within ``MAX_REQUEST_BYTES``: refused from its declared length before
+    ``request.body`` reads it, else from the length read.
 
     Under WSGI that spares reading it at all; under ASGI Django has already spooled the
     body (to disk past ``FILE_UPLOAD_MAX_MEMORY_SIZE``) before any view runs, so the
@@ -139,11 +140,14 @@ def _body(request: HttpRequest) -> bytes:
     if declared > limit:
         raise too_large(declared, limit)
     try:
-        return request.body
+        body = request.body
     except RequestDataTooBig:
         raise ServingError(
             "too_large", "the request body is larger than Django's DATA_UPLOAD_MAX_MEMORY_SIZE setting allows"
         ) from None
+    if len(body) > limit:  # a body that declared no length (chunked), for every protocol
+        raise too_large(len(body), limit)
+    return body
 
 
 def _http(response: core.Response) -> HttpResponse:
