@@ -38,7 +38,6 @@ from .core import (
 )
 from .errors import ServingError
 from .model_io import checked_version, savedmodel_directory, savedmodel_signatures, served_version, signature_tensors
-from .options import serving_options
 from .tfserving_body import parse_predict
 from .tfserving_examples import METHODS, check_signature, parse_examples, render_results
 
@@ -100,7 +99,7 @@ class TFServing(HttpProtocol):
             checked_version(config, str(int(route.version)))  # "007" names version 7
         if route.action == ":predict":
             with codec.collector_paused():
-                inputs, columnar = parse_predict(request.body, config, serving_options())
+                inputs, columnar = parse_predict(request.body, config)
             prediction: Prediction = yield Predict(route.model, inputs)
             return _predicted(prediction, columnar)
         if posting:  # :classify or :regress

@@ -12,16 +12,14 @@ from typing import Any
 
 from ..conf import ModelConfig
 from . import codec
-from .errors import ServingError, too_large
-from .options import ServingOptions
+from .errors import ServingError
 
 __all__ = ["parse_predict"]
 
 
-def parse_predict(body: bytes, config: ModelConfig, options: ServingOptions) -> tuple[Any, bool]:
-    """The model inputs and whether the request was columnar, from a ``:predict`` body."""
-    if len(body) > options.max_request_bytes:
-        raise too_large(len(body), options.max_request_bytes)
+def parse_predict(body: bytes, config: ModelConfig) -> tuple[Any, bool]:
+    """The model inputs and whether the request was columnar, from a ``:predict`` body
+    (within ``MAX_REQUEST_BYTES``: every door refuses a larger one before it gets here)."""
     doc = codec.loads(body, what="the request body")
     if not isinstance(doc, dict):
         raise ServingError(
