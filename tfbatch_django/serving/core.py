@@ -80,6 +80,7 @@ __all__ = [
     "Response",
     "Step",
     "WrongMethod",
+    "allow",
     "batch_headers",
     "error_response",
     "json_response",
@@ -294,6 +295,13 @@ class WrongMethod(ServingError):
     def __init__(self, method: str, allow: str, what: str) -> None:
         super().__init__("method_not_allowed", f"{what} takes {allow}, not {method}")
         self.allow = allow
+
+
+def allow(method: str, allowed: str, what: str) -> None:
+    """Refuse ``method`` unless ``allowed`` (``"POST"``, ``"GET, HEAD"``) lists it: a 405
+    whose ``Allow`` header is ``allowed``, the message naming ``what`` the URL is."""
+    if method not in allowed.split(", "):
+        raise WrongMethod(method, allowed, what)
 
 
 def error_response(

@@ -31,7 +31,7 @@ from .core import (
     Predict,
     Request,
     Response,
-    WrongMethod,
+    allow,
     batch_headers,
     json_response,
     permitted_model,
@@ -139,14 +139,12 @@ NOT_FOUND = UnknownEndpoint()
 def _endpoint(route: Route, method: str) -> bool:
     """True for the POST verbs; False for the GET endpoints. Refuses other verbs and methods."""
     if route.action in (":predict", *METHODS):
-        if method != "POST":
-            raise WrongMethod(method, "POST", route.action or "")
+        allow(method, "POST", route.action or "")
         return True
     if route.action not in (None, "/metadata"):
         # TensorFlow Serving's own answer to a verb it does not know.
         raise ServingError("bad_request", f"Malformed request: {method} v1/models/{route.model}{route.action}")
-    if method not in ("GET", "HEAD"):
-        raise WrongMethod(method, "GET, HEAD", "model status" if route.action is None else "metadata")
+    allow(method, "GET, HEAD", "model status" if route.action is None else "metadata")
     return False
 
 
