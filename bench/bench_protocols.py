@@ -15,7 +15,6 @@ Run: ``python bench/bench_protocols.py [--rows N] [--repeat N]``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -43,7 +42,6 @@ def main() -> None:
     from tfbatch_django.conf import get_config
     from tfbatch_django.serving import codec
     from tfbatch_django.serving.kserve_v2_body import parse_infer, render_infer
-    from tfbatch_django.serving.options import serving_options
     from tfbatch_django.serving.tfserving import _predicted
     from tfbatch_django.serving.tfserving_body import parse_predict
 
@@ -51,7 +49,6 @@ def main() -> None:
     images = rng.random((args.rows, 32, 32, 3), dtype=np.float32)
     answer = Prediction({"probs": rng.random((args.rows, 10), dtype=np.float32)}, BatchInfo(1, 1, 0.0, 0.0))
     config = next(iter(get_config().models.values()))
-    options = dataclasses.replace(serving_options(), max_request_bytes=1 << 40)  # measure, do not refuse
 
     tfs_body = json.dumps({"instances": images.tolist()}).encode()
     tensor = {"name": "image", "shape": list(images.shape), "datatype": "FP32"}
@@ -67,7 +64,7 @@ def main() -> None:
 
     def tf_serving() -> None:
         with codec.collector_paused():
-            parse_predict(tfs_body, config, options)
+            parse_predict(tfs_body, config)
         _predicted(answer, columnar=False)
 
     def v2_json_tensors() -> None:

@@ -52,8 +52,9 @@ class ApiKey(models.Model):
     @classmethod
     def issue(cls, user: Any, name: str, **fields: Any) -> tuple[ApiKey, str]:
         """A new key for ``user``: the saved row and the key itself (never stored: show it once)."""
-        key = KEY_PREFIX + secrets.token_urlsafe(32)
-        row = cls.objects.create(user=user, name=name, prefix=key[:12], hashed=digest(key), **fields)
+        row = cls(user=user, name=name, **fields)
+        key = row.assign_new_key()
+        row.save()
         return row, key
 
     def assign_new_key(self) -> str:

@@ -1,8 +1,9 @@
-"""Channels routes: the WebSocket consumer and the REST fast door (needs ``channels``).
+"""Channels routes: the WebSocket consumer and the fast door for TensorFlow Serving's REST
+API and the Open Inference Protocol (needs ``channels``).
 
 Compose them in the project's ``asgi.py``::
 
-    from tfbatch_django.routing import http_urlpatterns, websocket_urlpatterns
+    from tfbatch_django.routing import http_urlpatterns, v2_urlpatterns, websocket_urlpatterns
 
     application = ProtocolTypeRouter({
         "http": AuthMiddlewareStack(

@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.servers import ROOT
 from tfbatch_django.runners.savedmodel_meta import TensorMeta, read_signatures
-
-from .conftest import ROOT
 
 
 def test_the_export_has_stable_names(demo_model: Path) -> None:

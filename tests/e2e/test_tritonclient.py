@@ -4,7 +4,6 @@ Protocol: TF Serving's test SavedModels, a Keras file, and the demo project itse
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from .conftest import Server, free_port, start, stop
+from tests.servers import Server, daphne_argv, running
 
 pytest.importorskip("tritonclient.http")
 
@@ -22,17 +21,13 @@ from tritonclient.utils import InferenceServerException
 
 @pytest.fixture(scope="module")
 def v2_server(classifier: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    port = free_port()
-    server = Server("127.0.0.1", port, tmp_path_factory.mktemp("v2") / "daphne.log")
-    process = start(
-        [sys.executable, "-m", "daphne", "-b", server.host, "-p", str(port), "demo_project.asgi:application"],
+    with running(
+        daphne_argv("demo_project.asgi:application"),
         {"DJANGO_SETTINGS_MODULE": "tests.e2e.v2_settings", "TFBATCH_TEST_KERAS_MODEL": str(classifier.keras_path)},
-        server.log,
-        f"{server.http}/v2/health/live",  # asgi.py warms every model up before daphne listens
-        lambda r: r.status_code == 200,
-    )
-    yield server
-    stop(process)
+        tmp_path_factory,
+        "v2/health/live",  # asgi.py warms every model up before daphne listens
+    ) as server:
+        yield server
 
 
 @pytest.fixture

@@ -23,8 +23,7 @@ import pytest
 import websockets
 
 from tests.remote.redis import redis_server
-
-from .conftest import ROOT, Server, free_port, start, stop
+from tests.servers import ROOT, Server, free_port, start, stop
 
 REQUESTS = 200
 

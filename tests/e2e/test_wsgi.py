@@ -12,24 +12,20 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Server, free_port, start, stop
+from tests.servers import Server, running
 
 CLIENTS = 16
 
 
 @pytest.fixture(scope="module")
 def runserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    port = free_port()
-    server = Server("127.0.0.1", port, tmp_path_factory.mktemp("wsgi") / "runserver.log")
-    process = start(
-        [sys.executable, "manage.py", "runserver", "--noasgi", "--noreload", f"127.0.0.1:{port}"],
+    with running(
+        [sys.executable, "manage.py", "runserver", "--noasgi", "--noreload", "127.0.0.1:{port}"],
         {"DJANGO_SETTINGS_MODULE": "tests.e2e.wsgi_settings"},
-        server.log,
-        f"{server.http}/sync/v1/models/slow",
-        lambda r: r.status_code == 200,
-    )
-    yield server
-    stop(process)
+        tmp_path_factory,
+        "sync/v1/models/slow",
+    ) as server:
+        yield server
 
 
 def post_all(url: str) -> list[Any]:

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import HttpCommunicator
 from django.test import AsyncClient, Client
@@ -20,6 +21,18 @@ DOORS = ["view", "sync", "fast"]
 PREFIX = {"view": "/tfbatch/", "sync": "/sync/", "fast": "/fast/"}
 #: The Open Inference Protocol sits at the root (the sync views under sync/, beside TF Serving's).
 V2_PREFIX = {"view": "/", "sync": "/sync/", "fast": "/"}
+
+#: A module's ``pytestmark`` when each of its tests runs through every door, under the
+#: module's ``SETTINGS`` (``module_settings`` in conftest.py: one registry for the module,
+#: so SavedModels load once). django_db: the fast door runs behind the demo's
+#: AuthMiddlewareStack, whose user lookup may touch the database (whatever earlier tests
+#: left open in Django's executor thread).
+EVERY_DOOR = [
+    pytest.mark.urls("tests.serving.urls"),
+    pytest.mark.parametrize("door", DOORS),
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("module_settings"),
+]
 
 
 @dataclass

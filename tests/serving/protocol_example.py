@@ -17,7 +17,7 @@ from tfbatch_django.serving.core import (
     Predict,
     Request,
     Response,
-    WrongMethod,
+    allow,
     error_response,
     json_response,
     permitted_model,
@@ -42,8 +42,7 @@ class Echo(HttpProtocol):
                     "method": request.method,
                 },
             )
-        if request.method != "POST":
-            raise WrongMethod(request.method, "POST", "echo")
+        allow(request.method, "POST", "echo")
         config = yield from permitted_model(request.context, model)
         prediction = yield Predict(config.name, codec.as_tensors(codec.loads(request.body)))
         values: Any = prediction.value()

@@ -14,7 +14,7 @@ from django.test import override_settings
 
 from tfbatch_django import __version__
 
-from .doors import DOORS, V2_PREFIX, Reply, call
+from .doors import EVERY_DOOR, V2_PREFIX, Reply, call
 from .fakes import until
 from .test_tfserving import MODELS
 
@@ -22,18 +22,7 @@ from .test_tfserving import MODELS
 QUIET = {"STATS_PUBLISH_INTERVAL": None}
 SETTINGS = {"MODELS": MODELS, "PERMISSION": "any", **QUIET}
 
-pytestmark = [
-    pytest.mark.urls("tests.serving.urls"),
-    pytest.mark.parametrize("door", DOORS),
-    pytest.mark.django_db(transaction=True),
-]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def serving_settings():
-    """One registry for the module, so the SavedModels load once, not per test."""
-    with override_settings(TFBATCH=SETTINGS):
-        yield
+pytestmark = EVERY_DOOR
 
 
 async def v2(door: str, method: str, path: str, body: object = None, headers: dict[str, str] | None = None) -> Reply:

@@ -9,21 +9,11 @@ import numpy as np
 import pytest
 from django.test import override_settings
 
-from .doors import DOORS
+from .doors import EVERY_DOOR
 from .fakes import until
 from .test_kserve_v2 import GATED, SETTINGS, binary_body, gated_input, infer_x, v2
 
-pytestmark = [
-    pytest.mark.urls("tests.serving.urls"),
-    pytest.mark.parametrize("door", DOORS),
-    pytest.mark.django_db(transaction=True),
-]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def serving_settings():
-    with override_settings(TFBATCH=SETTINGS):
-        yield
+pytestmark = EVERY_DOOR
 
 
 BAD_REQUESTS = [

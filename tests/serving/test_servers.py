@@ -23,29 +23,19 @@ import json
 import os
 import socket
 import struct
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.servers import daphne_argv, running
+
 SERVERS = {
-    "daphne": [
-        sys.executable,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        "{port}",
-        "tests.serving.server_asgi:application",
-    ],
+    "daphne": daphne_argv("tests.serving.server_asgi:application"),
     "uvicorn": [
         *(sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}", "--ws", "websockets"),
         *("--log-level", "warning", "tests.serving.server_asgi:application"),
@@ -55,12 +45,6 @@ LIMIT = 65_536  # MAX_REQUEST_BYTES in tests/serving/server_settings.py
 SOCKET_BUDGET = 4 * 1_048_576  # MAX_BYTES_PER_SOCKET there
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
@@ -77,31 +61,9 @@ def wsgi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
 def serve(
     name: str, argv: list[str], ready: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    log = tmp_path_factory.mktemp(name) / "server.log"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.serving.server_settings"}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [arg.format(port=port) for arg in argv], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, f"{name} not ready in 60 s:\n{log.read_text()}"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/{ready}", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        yield name, port
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    env = {"DJANGO_SETTINGS_MODULE": "tests.serving.server_settings"}
+    with running(argv, env, tmp_path_factory, ready) as server:
+        yield name, server.port
 
 
 def raw_request(port: int, head: bytes, body: bytes = b"", *, timeout: float = 30) -> bytes:

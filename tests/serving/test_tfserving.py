@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from pathlib import Path
 
 import pytest
 from django.test import override_settings
 
-from tests.tf_models import unloadable_savedmodel
+from tests.tf_models import TFSERVING, unloadable_savedmodel
 from tfbatch_django import get_stats
 
-from .doors import DOORS, call
+from .doors import EVERY_DOOR, call
 from .fakes import until
-
-TFSERVING = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "tfserving"
 
 MODELS = {
     "double": {"RUNNER": "tests.fakes.double_runner", "MAX_BATCH_SIZE": 8},
@@ -29,20 +26,7 @@ MODELS = {
 }
 SETTINGS = {"MODELS": MODELS, "PERMISSION": "any"}
 
-# django_db: the fast door runs behind the demo's AuthMiddlewareStack, whose user lookup
-# may touch the database (whatever earlier tests left open in Django's executor thread).
-pytestmark = [
-    pytest.mark.urls("tests.serving.urls"),
-    pytest.mark.parametrize("door", DOORS),
-    pytest.mark.django_db(transaction=True),
-]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def serving_settings():
-    """One registry for the module, so the SavedModels load once, not per test."""
-    with override_settings(TFBATCH=SETTINGS):
-        yield
+pytestmark = EVERY_DOOR
 
 
 async def test_row_format_answers_exactly_as_tf_serving(door):

@@ -7,14 +7,13 @@ import pytest
 
 from tfbatch_django.conf.parse import parse
 from tfbatch_django.serving.errors import ServingError
-from tfbatch_django.serving.options import serving_options
 from tfbatch_django.serving.tfserving_body import parse_predict
 
 CONFIG = parse({"MODELS": {"m": {"RUNNER": "tests.fakes.double_runner"}}})[0].models["m"]
 
 
 def parsed(body: bytes):
-    return parse_predict(body, CONFIG, serving_options())
+    return parse_predict(body, CONFIG)
 
 
 def test_rows_become_columns_by_input_name():

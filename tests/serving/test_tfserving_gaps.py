@@ -7,12 +7,11 @@ from __future__ import annotations
 import base64
 
 import pytest
-from django.test import override_settings
 
+from tests.tf_models import TFSERVING
 from tfbatch_django.serving.tf_example import serialize_example
 
-from .doors import DOORS, call
-from .test_tfserving import TFSERVING
+from .doors import EVERY_DOOR, call
 
 HALF_PLUS_TWO = TFSERVING / "saved_model_half_plus_two_cpu"
 MODELS = {
@@ -26,17 +25,7 @@ MODELS = {
 }
 SETTINGS = {"MODELS": MODELS, "PERMISSION": "any", "STATS_PUBLISH_INTERVAL": None}
 
-pytestmark = [
-    pytest.mark.urls("tests.serving.urls"),
-    pytest.mark.parametrize("door", DOORS),
-    pytest.mark.django_db(transaction=True),
-]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def serving_settings():
-    with override_settings(TFBATCH=SETTINGS):
-        yield
+pytestmark = EVERY_DOOR
 
 
 async def test_a_label_names_the_served_version(door):

@@ -268,9 +268,8 @@ def logged_in_cookie() -> str:
 async def test_invalid_argument_inside_the_model_is_invalid_input_in_its_words():
     import base64
 
+    from tests.tf_models import TFSERVING
     from tfbatch_django.serving.tf_example import serialize_example
-
-    from .test_tfserving import TFSERVING
 
     regress = {"PATH": TFSERVING / "saved_model_half_plus_two_cpu", "SIGNATURE": "regress_x_to_y"}
     example = base64.b64encode(serialize_example({"x": 1})).decode()  # an int64 where the graph parses a float

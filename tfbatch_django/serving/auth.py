@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 
 from .errors import ServingError
 from .options import serving_options
+from .permissions import database_sync_to_async
 
 __all__ = [
+    "SAFE_METHODS",
     "csrf_refusal",
     "csrf_refusal_for_scope",
     "presented_key",
@@ -99,18 +99,7 @@ _known_keys: dict[str, tuple[Any, float]] = {}
 _MAX_KNOWN_KEYS = 1024
 
 
-def _fresh_connections(func: Callable[..., Any]) -> Callable[..., Any]:
-    def call(*args: Any) -> Any:
-        close_old_connections()
-        try:
-            return func(*args)
-        finally:
-            close_old_connections()
-
-    return call
-
-
-_user_for_key_async = sync_to_async(_fresh_connections(user_for_key_sync), thread_sensitive=True)
+_user_for_key_async = database_sync_to_async(user_for_key_sync)
 
 
 async def user_for_key(key: str, fresh: bool = False) -> Any:
@@ -123,6 +112,10 @@ async def user_for_key(key: str, fresh: bool = False) -> Any:
         if known is not None:
             return known
     return await _user_for_key_async(key, fresh)
+
+
+#: Methods CSRF does not apply to (RFC 9110's safe methods, as Django's middleware has them).
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 
 class _CsrfCheck(CsrfViewMiddleware):
@@ -156,5 +149,5 @@ def csrf_refusal_for_scope(scope: dict[str, Any], body: bytes) -> str | None:
     return csrf_refusal(request)
 
 
-csrf_refusal_async = sync_to_async(_fresh_connections(csrf_refusal), thread_sensitive=True)
-csrf_refusal_for_scope_async = sync_to_async(_fresh_connections(csrf_refusal_for_scope), thread_sensitive=True)
+csrf_refusal_async = database_sync_to_async(csrf_refusal)
+csrf_refusal_for_scope_async = database_sync_to_async(csrf_refusal_for_scope)

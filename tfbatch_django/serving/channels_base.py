@@ -9,19 +9,18 @@ from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from django.conf import settings
 from django.contrib.auth import get_user
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import DisallowedHost
-from django.db import close_old_connections
 from django.http import HttpRequest
 
 from . import auth
 from .core import Context
 from .errors import ServingError
 from .options import serving_options
+from .permissions import database_sync_to_async
 
 __all__ = ["LeanDispatch", "host_refusal", "scope_context", "scope_headers"]
 
@@ -83,16 +82,12 @@ async def _reload_user(scope: dict[str, Any], key: str | None) -> Any:
     return await _session_user(session.session_key)
 
 
-@sync_to_async(thread_sensitive=True)
+@database_sync_to_async
 def _session_user(session_key: str) -> Any:
     """The session's user now, read afresh from the session store: anonymous once the
     session is gone (logout), the user inactive, or the password changed."""
-    close_old_connections()
-    try:
-        store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-        return get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
-    finally:
-        close_old_connections()
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]
 
 
 def host_refusal(scope: dict[str, Any]) -> str | None:

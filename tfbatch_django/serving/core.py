@@ -1,10 +1,11 @@
 """The protocol-neutral serving core: what every protocol and every door shares.
 
-A *protocol* (TensorFlow Serving's REST API in ``tfserving``, the WebSocket message
-protocol in ``messages``, ...) says how a request looks on the wire and how its answer
-is written. A *door* (the Django views in ``tfbatch_django.views``, the Channels fast
-door in ``http_consumer``, the WebSocket consumer in ``websocket``) says how bytes
-arrive. This module is everything in between, written once:
+A *protocol* (TensorFlow Serving's REST API in ``tfserving``, the Open Inference
+Protocol in ``kserve_v2``, the WebSocket message protocol in ``messages``) says how a
+request looks on the wire and how its answer is written. A *door* (the Django views
+in ``tfbatch_django.views``, the Channels fast door in ``http_consumer``, the WebSocket
+consumer in ``websocket``) says how bytes arrive. This module is everything in
+between, written once:
 
 * ``Context``: who is asking and through what (user, host, headers, door), and the
   permission verdicts of that caller;
@@ -15,18 +16,19 @@ arrive. This module is everything in between, written once:
 * ``permitted_model``: permission first, then the model. Every flow that names a model
   goes through it, so a caller the ``PERMISSION`` setting refuses never learns which
   models exist;
-* ``Response``, ``json_response``, ``error_response``: HTTP answers, with every error
-  code mapped to its status once (``errors.HTTP_STATUS``);
+* ``Response``, ``json_response``, ``error_response``, ``batch_headers``: HTTP answers,
+  with every error code mapped to its status once (``errors.HTTP_STATUS``);
 * ``HttpProtocol`` and the HTTP drivers ``serve`` / ``serve_sync``: one request in,
   one ``Response`` out, errors mapped, ``HEAD`` answered as ``GET`` without a body.
 
-How to add an HTTP protocol (KServe v2, say) — one new module, no edit here:
+How to add an HTTP protocol — one new module, no edit here (``kserve_v2`` was added
+so; ``tests/serving/protocol_example.py`` is the smallest one):
 
 1. Write ``serving/<protocol>.py`` with a subclass of ``HttpProtocol``::
 
-       class KServeV2(HttpProtocol):
-           name = "kserve_v2"
-           route = r"v2/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<action>/ready|/infer)?/?$"
+       class MyProtocol(HttpProtocol):
+           name = "my_protocol"
+           route = r"my/models/(?P<model>[^/]+)/infer/?$"
 
            def flow(self, request: Request) -> Flow[Response]:
                config = yield from permitted_model(request.context, request.route["model"])
@@ -34,7 +36,7 @@ How to add an HTTP protocol (KServe v2, say) — one new module, no edit here:
                prediction = yield Predict(config.name, inputs)
                return json_response(200, render(prediction))
 
-       PROTOCOL = KServeV2()
+       PROTOCOL = MyProtocol()
 
    ``request.route`` holds the route's named groups; ``request.context.headers`` the
    headers (lower-case names). Override ``error`` to write errors another way than
@@ -78,6 +80,8 @@ __all__ = [
     "Response",
     "Step",
     "WrongMethod",
+    "allow",
+    "batch_headers",
     "error_response",
     "json_response",
     "model_config",
@@ -271,6 +275,16 @@ class Request:
     query: str = ""
 
 
+def batch_headers(prediction: Prediction) -> dict[str, str]:
+    """How the request's batch went, as headers of every protocol's HTTP answer."""
+    batch = prediction.batch
+    return {
+        "X-TFBatch-Batch-Size": str(batch.size),
+        "X-TFBatch-Queue-Ms": f"{batch.queue_ms:.3f}",
+        "X-TFBatch-Run-Ms": f"{batch.run_ms:.3f}",
+    }
+
+
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(status, codec.dumps(payload), {"Content-Type": JSON, **(headers or {})})
 
@@ -281,6 +295,13 @@ class WrongMethod(ServingError):
     def __init__(self, method: str, allow: str, what: str) -> None:
         super().__init__("method_not_allowed", f"{what} takes {allow}, not {method}")
         self.allow = allow
+
+
+def allow(method: str, allowed: str, what: str) -> None:
+    """Refuse ``method`` unless ``allowed`` (``"POST"``, ``"GET, HEAD"``) lists it: a 405
+    whose ``Allow`` header is ``allowed``, the message naming ``what`` the URL is."""
+    if method not in allowed.split(", "):
+        raise WrongMethod(method, allowed, what)
 
 
 def error_response(

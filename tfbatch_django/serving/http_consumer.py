@@ -94,7 +94,7 @@ class ProtocolConsumer(LeanDispatch, AsyncHttpConsumer):  # type: ignore[misc]
         scope = self.scope
         try:
             context = await scope_context(scope, "fast")
-            if _session_user(context) and scope["method"] not in _SAFE:
+            if _session_user(context) and scope["method"] not in auth.SAFE_METHODS:
                 refusal = await auth.csrf_refusal_for_scope_async(scope, body)
                 if refusal is not None:
                     raise ServingError("forbidden", refusal)
@@ -113,9 +113,6 @@ class RestConsumer(ProtocolConsumer):
     """TensorFlow Serving's REST API."""
 
     protocol = tfserving.PROTOCOL
-
-
-_SAFE = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 
 def _session_user(context: core.Context) -> bool:

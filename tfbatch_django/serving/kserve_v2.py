@@ -29,13 +29,12 @@ from typing import Any
 
 from .. import __version__, v2_datatypes
 from ..conf import ModelConfig
-from ..exceptions import ModelNotFound
 from ..registry import NOT_LOADED, READY, registry
 from ..runners.savedmodel_meta import TensorMeta
-from .core import Flow, HttpProtocol, Predict, Request, Response, WrongMethod, json_response, permitted_model
+from .core import Flow, HttpProtocol, Predict, Request, Response, allow, json_response, permitted_model
 from .errors import ServingError
 from .kserve_v2_body import compressed, decoded_body, parse_infer, render_infer
-from .model_io import served_version, signature_tensors
+from .model_io import checked_version, signature_tensors
 from .options import serving_options
 
 __all__ = ["EXTENSIONS", "PROTOCOL", "ROUTE", "KServeV2"]
@@ -57,24 +56,21 @@ class KServeV2(HttpProtocol):
         rest = (request.route.get("rest") or "").rstrip("/")
         method = request.method
         if rest == "":
-            _get_only(method, "server metadata")
+            allow(method, "GET, HEAD", "server metadata")
             return json_response(200, {"name": "tfbatch-django", "version": __version__, "extensions": EXTENSIONS})
         if rest in ("/health/live", "/health/ready"):
-            _get_only(method, rest[1:])
+            allow(method, "GET, HEAD", rest[1:])
             return Response(200 if rest == "/health/live" or _all_ready() else 400, b"")
         match = _MODEL.match(rest)
         if match is None:
             raise ServingError("model_not_found", f"no endpoint {method} /v2{rest}; see the Open Inference Protocol")
         name, version, action = match["model"], match["version"], match["action"]
         if action == "/infer":
-            if method != "POST":
-                raise WrongMethod(method, "POST", "infer")
+            allow(method, "POST", "infer")
         else:
-            _get_only(method, "model readiness" if action else "model metadata")
+            allow(method, "GET, HEAD", "model readiness" if action else "model metadata")
         config = yield from permitted_model(request.context, name)
-        served = served_version(config)
-        if version is not None and version != str(served):
-            raise ModelNotFound(f"model {name!r} has no version {version}; it serves version {served}", model=name)
+        served = checked_version(config, version)
         if action == "/ready":
             return Response(200 if registry.get(name).status == READY else 400, b"")
         if action is None:
@@ -82,15 +78,10 @@ class KServeV2(HttpProtocol):
         headers = request.context.headers
         infer = parse_infer(decoded_body(request.body, headers, serving_options().max_request_bytes), headers)
         prediction = yield Predict(name, infer.inputs)
-        return compressed(render_infer(name, served_version(config), infer, prediction), headers.get("accept-encoding"))
+        return compressed(render_infer(name, served, infer, prediction), headers.get("accept-encoding"))
 
 
 PROTOCOL = KServeV2()
-
-
-def _get_only(method: str, what: str) -> None:
-    if method not in ("GET", "HEAD"):
-        raise WrongMethod(method, "GET, HEAD", what)
 
 
 def _all_ready() -> bool:

@@ -24,7 +24,7 @@ import numpy as np
 from .. import v2_datatypes
 from ..batching import Prediction
 from . import codec
-from .core import JSON, Response
+from .core import JSON, Response, batch_headers
 from .errors import ServingError, too_large
 
 __all__ = ["HEADER_LENGTH", "InferRequest", "compressed", "decoded_body", "parse_infer", "render_infer"]
@@ -241,12 +241,7 @@ def render_infer(model: str, version: int, request: InferRequest, prediction: Pr
         payload["id"] = request.id
     payload["outputs"] = rendered
     header = codec.dumps(payload)
-    batch = prediction.batch
-    headers = {
-        "X-TFBatch-Batch-Size": str(batch.size),
-        "X-TFBatch-Queue-Ms": f"{batch.queue_ms:.3f}",
-        "X-TFBatch-Run-Ms": f"{batch.run_ms:.3f}",
-    }
+    headers = batch_headers(prediction)
     if not blobs:
         return Response(200, header, {"Content-Type": JSON, **headers})
     headers["Inference-Header-Content-Length"] = str(len(header))

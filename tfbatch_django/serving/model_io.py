@@ -11,12 +11,24 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ..conf import ModelConfig
+from ..exceptions import ModelNotFound
 from ..registry import READY, registry
 from ..runners.savedmodel_meta import SignatureMeta, TensorMeta, read_signatures, resolve_savedmodel_dir
 from .core import Flow, Load
 from .errors import ServingError
 
-__all__ = ["savedmodel_directory", "savedmodel_signatures", "served_version", "signature_tensors"]
+__all__ = ["checked_version", "savedmodel_directory", "savedmodel_signatures", "served_version", "signature_tensors"]
+
+
+def checked_version(config: ModelConfig, asked: str | None) -> int:
+    """The served version, once ``asked`` (the version a URL names, if any) is found to be
+    it; else ``ModelNotFound``, in the same words for every protocol."""
+    served = served_version(config)
+    if asked is not None and asked != str(served):
+        raise ModelNotFound(
+            f"model {config.name!r} has no version {asked}; it serves version {served}", model=config.name
+        )
+    return served
 
 
 def served_version(config: ModelConfig) -> int:

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 from ..conf import PERMISSION_SHORTCUTS
 
-__all__ = ["Permission"]
+__all__ = ["Permission", "database_sync_to_async"]
 
+T = TypeVar("T")
 PermissionFunc = Callable[[Any, str], "bool | Awaitable[bool]"]
 
 
@@ -62,11 +63,7 @@ class Permission:
         #: False when the verdict does not depend on the user ("any"): the views then
         #: skip loading the user from the session.
         self.needs_user = setting != "any"
-        self._threaded = (
-            None
-            if self._inline or self._is_async
-            else sync_to_async(_with_fresh_connections(self._func), thread_sensitive=True)
-        )
+        self._threaded = None if self._inline or self._is_async else database_sync_to_async(self._func)
 
     def refusal(self, model: str) -> str:
         """The message a refused user gets: which rule refused them."""
@@ -91,15 +88,17 @@ class Permission:
         return bool(await self._threaded(user, model))
 
 
-def _with_fresh_connections(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a sync permission callable as Django runs a request: stale database connections
-    closed before and after (what Channels' ``database_sync_to_async`` does)."""
+def database_sync_to_async(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """``func`` for async callers, run as Django runs a request: in the thread-sensitive
+    executor, stale database connections closed before and after. What Channels'
+    ``database_sync_to_async`` does, written here so that the Django views (a permission
+    callable, an API key, a CSRF check) work without Channels installed."""
 
-    def call(user: Any, model: str) -> Any:
+    def call(*args: Any) -> T:
         close_old_connections()
         try:
-            return func(user, model)
+            return func(*args)
         finally:
             close_old_connections()
 
-    return call
+    return sync_to_async(call, thread_sensitive=True)

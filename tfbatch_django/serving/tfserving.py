@@ -23,7 +23,6 @@ import numpy as np
 
 from ..batching import Prediction
 from ..conf import ModelConfig
-from ..exceptions import ModelNotFound
 from ..registry import registry
 from . import codec
 from .core import (
@@ -32,18 +31,17 @@ from .core import (
     Predict,
     Request,
     Response,
-    WrongMethod,
-    error_response,
+    allow,
+    batch_headers,
     json_response,
     permitted_model,
 )
 from .errors import ServingError
-from .model_io import savedmodel_directory, savedmodel_signatures, served_version, signature_tensors
-from .options import serving_options
+from .model_io import checked_version, savedmodel_directory, savedmodel_signatures, served_version, signature_tensors
 from .tfserving_body import parse_predict
 from .tfserving_examples import METHODS, check_signature, parse_examples, render_results
 
-__all__ = ["NOT_FOUND", "PROTOCOL", "ROUTE", "UNKNOWN_ROUTE", "Route", "TFServing", "UnknownEndpoint", "error_response"]
+__all__ = ["NOT_FOUND", "PROTOCOL", "ROUTE", "UNKNOWN_ROUTE", "Route", "TFServing", "UnknownEndpoint"]
 
 #: The URL below the mount point; both front doors route with it (Django's ``re_path``
 #: and Channels' ``URLRouter`` pass its groups as keyword arguments).
@@ -96,12 +94,12 @@ class TFServing(HttpProtocol):
         posting = _endpoint(route, request.method)
         config = yield from permitted_model(request.context, route.model)
         if route.label is not None:
-            _check_version(config, _labelled_version(config, route.label))
+            checked_version(config, str(_labelled_version(config, route.label)))
         if route.version is not None:
-            _check_version(config, int(route.version))
+            checked_version(config, str(int(route.version)))  # "007" names version 7
         if route.action == ":predict":
             with codec.collector_paused():
-                inputs, columnar = parse_predict(request.body, config, serving_options())
+                inputs, columnar = parse_predict(request.body, config)
             prediction: Prediction = yield Predict(route.model, inputs)
             return _predicted(prediction, columnar)
         if posting:  # :classify or :regress
@@ -110,7 +108,7 @@ class TFServing(HttpProtocol):
             name = check_signature(route.action, method or _PREDICT_METHOD, inputs_meta)
             examples = parse_examples(request.body, config)
             prediction = yield Predict(route.model, {name: examples})
-            return json_response(200, render_results(route.action, prediction), _batch_headers(prediction))
+            return json_response(200, render_results(route.action, prediction), batch_headers(prediction))
         if route.action is None:
             return _status(config)
         return (yield from _metadata(config))
@@ -141,18 +139,13 @@ NOT_FOUND = UnknownEndpoint()
 def _endpoint(route: Route, method: str) -> bool:
     """True for the POST verbs; False for the GET endpoints. Refuses other verbs and methods."""
     if route.action in (":predict", *METHODS):
-        if method != "POST":
-            raise WrongMethod(method, "POST", route.action or "")
+        allow(method, "POST", route.action or "")
         return True
     if route.action not in (None, "/metadata"):
         # TensorFlow Serving's own answer to a verb it does not know.
         raise ServingError("bad_request", f"Malformed request: {method} v1/models/{route.model}{route.action}")
-    if method not in ("GET", "HEAD"):
-        raise WrongMethod(method, "GET, HEAD", "model status" if route.action is None else "metadata")
+    allow(method, "GET, HEAD", "model status" if route.action is None else "metadata")
     return False
-
-
-_version = served_version
 
 
 def _labelled_version(config: ModelConfig, label: str) -> int:
@@ -160,14 +153,6 @@ def _labelled_version(config: ModelConfig, label: str) -> int:
     if label not in labels:
         raise ServingError("bad_request", f"Unrecognized servable version label: {label}")  # TF Serving's words
     return int(labels[label])
-
-
-def _check_version(config: ModelConfig, version: int) -> None:
-    served = _version(config)
-    if version != served:
-        raise ModelNotFound(
-            f"model {config.name!r} has no version {version}; it serves version {served}", model=config.name
-        )
 
 
 # ---------------------------------------------------------------- predict
@@ -182,7 +167,7 @@ def _predicted(prediction: Prediction, columnar: bool) -> Response:
     else:
         rows = len(next(iter(outputs.values())))
         payload = {"predictions": [{name: out[i] for name, out in outputs.items()} for i in range(rows)]}
-    return json_response(200, payload, _batch_headers(prediction))
+    return json_response(200, payload, batch_headers(prediction))
 
 
 def _b64_if_named_bytes(name: str, output: np.ndarray) -> np.ndarray:
@@ -197,15 +182,6 @@ def _b64_if_named_bytes(name: str, output: np.ndarray) -> np.ndarray:
     return encoded
 
 
-def _batch_headers(prediction: Prediction) -> dict[str, str]:
-    batch = prediction.batch
-    return {
-        "X-TFBatch-Batch-Size": str(batch.size),
-        "X-TFBatch-Queue-Ms": f"{batch.queue_ms:.3f}",
-        "X-TFBatch-Run-Ms": f"{batch.run_ms:.3f}",
-    }
-
-
 # ---------------------------------------------------------------- status and metadata
 
 _STATES = {"not_loaded": "START", "loading": "LOADING", "warming": "LOADING", "ready": "AVAILABLE", "failed": "END"}
@@ -215,7 +191,7 @@ def _status(config: ModelConfig) -> Response:
     handle = registry.get(config.name)
     failed = handle.status == "failed"
     status = {"error_code": "UNKNOWN" if failed else "OK", "error_message": (handle.error or "") if failed else ""}
-    entry = {"version": str(_version(config)), "state": _STATES.get(handle.status, "UNKNOWN"), "status": status}
+    entry = {"version": str(served_version(config)), "state": _STATES.get(handle.status, "UNKNOWN"), "status": status}
     return json_response(200, {"model_version_status": [entry]})
 
 
@@ -242,7 +218,7 @@ def _metadata(config: ModelConfig) -> Flow[Response]:
     return json_response(
         200,
         {
-            "model_spec": {"name": config.name, "signature_name": "", "version": str(_version(config))},
+            "model_spec": {"name": config.name, "signature_name": "", "version": str(served_version(config))},
             "metadata": {"signature_def": {"signature_def": signature_def}},
         },
     )

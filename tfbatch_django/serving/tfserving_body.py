@@ -12,28 +12,20 @@ from typing import Any
 
 from ..conf import ModelConfig
 from . import codec
-from .errors import ServingError, too_large
-from .options import ServingOptions
+from .errors import ServingError
 
-__all__ = ["parse_predict"]
+__all__ = ["check_signature_name", "parse_predict"]
 
 
-def parse_predict(body: bytes, config: ModelConfig, options: ServingOptions) -> tuple[Any, bool]:
-    """The model inputs and whether the request was columnar, from a ``:predict`` body."""
-    if len(body) > options.max_request_bytes:
-        raise too_large(len(body), options.max_request_bytes)
+def parse_predict(body: bytes, config: ModelConfig) -> tuple[Any, bool]:
+    """The model inputs and whether the request was columnar, from a ``:predict`` body
+    (within ``MAX_REQUEST_BYTES``: every door refuses a larger one before it gets here)."""
     doc = codec.loads(body, what="the request body")
     if not isinstance(doc, dict):
         raise ServingError(
             "bad_request", f"the request body must be a JSON object with 'instances' or 'inputs', got {_kind(doc)}"
         )
-    signature = doc.get("signature_name")
-    if signature is not None and signature != "" and signature != config.runner.signature:
-        raise ServingError(
-            "bad_request",
-            f"model {config.name!r} serves signature {config.runner.signature!r}, not {signature!r}; "
-            "configure another model on the same PATH with that SIGNATURE to serve it",
-        )
+    check_signature_name(doc, config)
     has_rows, has_columns = "instances" in doc, "inputs" in doc
     if has_rows == has_columns:
         raise ServingError(
@@ -49,6 +41,18 @@ def parse_predict(body: bytes, config: ModelConfig, options: ServingOptions) -> 
         return codec.as_tensors(_rows_to_columns(value) if has_rows else value), has_columns
     except RecursionError:
         raise codec.too_deep("the request body") from None
+
+
+def check_signature_name(doc: dict[str, Any], config: ModelConfig) -> None:
+    """A body's ``signature_name`` (TF Serving's every POST has one) may only name the
+    model's ``SIGNATURE``, or be absent or empty."""
+    signature = doc.get("signature_name")
+    if signature not in (None, "", config.runner.signature):
+        raise ServingError(
+            "bad_request",
+            f"model {config.name!r} serves signature {config.runner.signature!r}, not {signature!r}; "
+            "configure another model on the same PATH with that SIGNATURE to serve it",
+        )
 
 
 _KINDS: dict[type, str] = {dict: "an object", list: "a list", str: "a string"}

@@ -24,6 +24,7 @@ from ..runners.savedmodel_meta import TensorMeta
 from . import codec
 from .errors import ServingError
 from .tf_example import serialize_example
+from .tfserving_body import check_signature_name
 
 __all__ = ["METHODS", "check_signature", "parse_examples", "render_results"]
 
@@ -49,13 +50,7 @@ def parse_examples(body: bytes, config: ModelConfig) -> np.ndarray:
     doc = codec.loads(body, what="the request body")
     if not isinstance(doc, dict):
         raise ServingError("bad_request", "the request body must be a JSON object with 'examples'")
-    signature = doc.get("signature_name")
-    if signature not in (None, "", config.runner.signature):
-        raise ServingError(
-            "bad_request",
-            f"model {config.name!r} serves signature {config.runner.signature!r}, not {signature!r}; "
-            "configure another model on the same PATH with that SIGNATURE to serve it",
-        )
+    check_signature_name(doc, config)
     examples = doc.get("examples")
     if not isinstance(examples, list) or not examples or not all(isinstance(e, dict) for e in examples):
         raise ServingError("bad_request", "'examples' must be a non-empty list of objects (feature name -> value)")
