@@ -16,6 +16,7 @@ predict is the ``PERMISSION`` setting's decision.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
@@ -34,15 +35,14 @@ def protocol_view(protocol: core.HttpProtocol) -> Callable[..., Coroutine[Any, A
 
     @csrf_exempt  # enforced below for the session's users only (see serving/auth.py)
     async def view(request: HttpRequest, **route: str | None) -> HttpResponse:
-        body = _body_or_refusal(request, protocol)
-        if isinstance(body, core.Response):
-            return _http(body)
-        headers = _headers(request)
+        prepared = _prepare(request, protocol)
+        if isinstance(prepared, core.Response):
+            return _http(prepared)
         try:
-            user = await _user(request, headers)
+            user = await _user(request, prepared.headers)
         except ServingError as exc:
             return _http(protocol.error(exc))
-        return _http(await core.serve(protocol, _request(request, route, body, user, headers, "django")))
+        return _http(await core.serve(protocol, prepared.request(request, route, user, "django")))
 
     view.__name__ = view.__qualname__ = f"{protocol.name}_view"
     return view
@@ -53,15 +53,14 @@ def protocol_view_sync(protocol: core.HttpProtocol) -> Callable[..., HttpRespons
 
     @csrf_exempt  # enforced below for the session's users only (see serving/auth.py)
     def view(request: HttpRequest, **route: str | None) -> HttpResponse:
-        body = _body_or_refusal(request, protocol)
-        if isinstance(body, core.Response):
-            return _http(body)
-        headers = _headers(request)
+        prepared = _prepare(request, protocol)
+        if isinstance(prepared, core.Response):
+            return _http(prepared)
         try:
-            user = _user_sync(request, headers)
+            user = _user_sync(request, prepared.headers)
         except ServingError as exc:
             return _http(protocol.error(exc))
-        return _http(core.serve_sync(protocol, _request(request, route, body, user, headers, "django-sync")))
+        return _http(core.serve_sync(protocol, prepared.request(request, route, user, "django-sync")))
 
     view.__name__ = view.__qualname__ = f"{protocol.name}_view_sync"
     return view
@@ -102,26 +101,30 @@ rest_api = protocol_view(tfserving.PROTOCOL)
 rest_api_sync = protocol_view_sync(tfserving.PROTOCOL)
 
 
-def _headers(request: HttpRequest) -> dict[str, str]:
-    return {name.lower(): value for name, value in request.headers.items()}
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What both views need before the user: the host (validated once), body and headers."""
+
+    host: str
+    body: bytes
+    headers: dict[str, str]
+
+    def request(self, request: HttpRequest, route: dict[str, str | None], user: Any, door: str) -> core.Request:
+        context = core.Context(user=user, door=door, host=self.host, headers=self.headers, raw=request)
+        return core.Request(request.method or "GET", route, self.body, context, request.META.get("QUERY_STRING", ""))
 
 
-def _request(
-    request: HttpRequest, route: dict[str, str | None], body: bytes, user: Any, headers: dict[str, str], door: str
-) -> core.Request:
-    context = core.Context(user=user, door=door, host=request.get_host(), headers=headers, raw=request)
-    return core.Request(request.method or "GET", route, body, context, request.META.get("QUERY_STRING", ""))
-
-
-def _body_or_refusal(request: HttpRequest, protocol: core.HttpProtocol) -> bytes | core.Response:
+def _prepare(request: HttpRequest, protocol: core.HttpProtocol) -> _Prepared | core.Response:
+    """The request's host, body and headers, or the protocol's refusal of it."""
     try:
-        request.get_host()  # ALLOWED_HOSTS, whatever the project's middleware does
+        host = request.get_host()  # ALLOWED_HOSTS, whatever the project's middleware does
     except DisallowedHost as exc:
         return protocol.error(ServingError("bad_request", str(exc)))
     try:
-        return _body(request)
+        body = _body(request)
     except ServingError as exc:
         return protocol.error(exc)
+    return _Prepared(host, body, {name.lower(): value for name, value in request.headers.items()})
 
 
 def _body(request: HttpRequest) -> bytes:

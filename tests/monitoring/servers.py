@@ -1,7 +1,8 @@
 """Real daphne processes sharing one SQLite file, for the multi-process and browser tests.
 
 ``daphne_servers()`` migrates a fresh database, creates a superuser, starts the
-processes on free loopback ports and waits until each answers.
+processes on free loopback ports (with ``tests/servers.py``'s command line and stop)
+all at once, and waits until each answers.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import http.cookiejar
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import urllib.parse
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..servers import daphne_argv, free_port, stop
 from .workloads import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,12 +59,6 @@ class Server:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def environment(tmp: Path, models: str) -> dict[str, str]:
@@ -111,7 +106,7 @@ def daphne_servers(tmp: Path, count: int, models: str = "fake") -> Iterator[tupl
             log = tmp / f"daphne-{i}.log"
             with log.open("wb") as out:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI_APP],
+                    [arg.format(port=port) for arg in daphne_argv(ASGI_APP)],
                     cwd=REPO,
                     env=env,
                     stdout=out,
@@ -123,14 +118,7 @@ def daphne_servers(tmp: Path, count: int, models: str = "fake") -> Iterator[tupl
         yield servers, env
     finally:
         for server in servers:
-            if server.process.poll() is None:
-                server.process.terminate()
-        for server in servers:
-            try:
-                server.process.wait(10)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
-                server.process.wait(10)
+            stop(server.process)
 
 
 class StaffSession:

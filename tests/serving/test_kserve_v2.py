@@ -49,6 +49,16 @@ async def test_live_is_200_with_an_empty_body(door):
     assert (reply.status, reply.body) == (200, b"")
 
 
+async def test_a_probe_by_pod_ip_needs_an_allowed_host_header(door):
+    # A kubelet probes http://<pod IP>:<port>/v2/health/live with that address as the Host:
+    # refused like any host outside ALLOWED_HOSTS, served once the probe sends an allowed
+    # Host header (the README's Deployment section: httpHeaders).
+    by_ip = await v2(door, "GET", "v2/health/live", headers={"host": "10.1.2.3:8000"})
+    assert by_ip.status == 400
+    named = await v2(door, "GET", "v2/health/live", headers={"host": "localhost:8000"})
+    assert (named.status, named.body) == (200, b"")
+
+
 async def test_ready_once_every_model_is_loaded_and_warm(door):
     with override_settings(TFBATCH={**QUIET, "MODELS": {"double": MODELS["double"], "pair": MODELS["pair"]}}):
         # Models load lazily; the probe starts their loads, so polling it brings readiness.

@@ -61,6 +61,16 @@ def test_answer_with_json_and_binary_outputs():
     assert response.headers["X-TFBatch-Batch-Size"] == "4"
 
 
+def test_json_data_accepts_and_writes_nan_and_infinity_as_tf_serving_does():
+    # Not JSON, but what TF Serving's parser and Python's json module accept; never null.
+    body = b'{"inputs":[{"name":"x","shape":[3],"datatype":"FP32","data":[NaN,Infinity,-Infinity]}]}'
+    x = parse_infer(body, {}).inputs["x"]
+    assert x.dtype == np.float32 and np.isnan(x[0]) and x[1:].tolist() == [np.inf, -np.inf]
+    outputs = {"o": np.array([np.nan, np.inf, -np.inf, 0.5], dtype=np.float32)}
+    response = render_infer("m", 0, InferRequest(None, {}, None, False), Prediction(outputs, BATCH))
+    assert b'"data":[NaN,Infinity,-Infinity,0.5]' in response.body
+
+
 def test_answer_in_json_only_has_no_header_length():
     outputs = {"o": np.array([[True, False]])}
     response = render_infer("m", 0, InferRequest(None, {}, None, False), Prediction(outputs, BATCH))

@@ -27,9 +27,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .. import __version__, v2_datatypes
+from .. import __version__
 from ..conf import ModelConfig
 from ..registry import NOT_LOADED, READY, registry
+from ..runners import v2_datatypes
 from ..runners.savedmodel_meta import TensorMeta
 from .core import Flow, HttpProtocol, Predict, Request, Response, allow, json_response, permitted_model
 from .errors import ServingError

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import v2_datatypes
 from ..batching import Prediction
+from ..runners import v2_datatypes
 from . import codec
 from .core import JSON, Response, batch_headers
 from .errors import ServingError, too_large
@@ -110,8 +110,8 @@ def _input(i: int, item: Any, binary: memoryview, offset: int) -> tuple[str, np.
         raise _bad(f"{what} has no 'datatype'")
     try:
         dtype = v2_datatypes.numpy_dtype(datatype)
-    except KeyError as exc:
-        raise _bad(f"{what}: {exc.args[0]}") from None
+    except ValueError as exc:
+        raise _bad(f"{what}: {exc}") from None
     shape = item.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise _bad(f"{what}: 'shape' must be a list of non-negative integers")
@@ -129,7 +129,7 @@ def _input(i: int, item: Any, binary: memoryview, offset: int) -> tuple[str, np.
                 f"{what}: binary_data_size is {size} but only {len(binary) - offset} bytes of binary data remain"
             )
         try:
-            array = v2_datatypes.from_binary(binary[offset : offset + size], datatype, tuple(shape))
+            array = v2_datatypes.decode_binary(binary[offset : offset + size], datatype, tuple(shape))
         except ValueError as exc:
             raise _bad(f"{what}: {exc}") from None
         return name, array, offset + size
@@ -225,12 +225,12 @@ def render_infer(model: str, version: int, request: InferRequest, prediction: Pr
     for name, binary in chosen:
         array = outputs[name]
         try:
-            datatype = v2_datatypes.datatype_of(array.dtype)
+            datatype = v2_datatypes.v2_datatype(array.dtype)
         except ValueError as exc:
             raise ServingError("model_error", f"output {name!r}: {exc}") from None
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if binary:
-            blob = v2_datatypes.to_binary(array)
+            blob = v2_datatypes.encode_binary(array)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
