@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import sys
@@ -186,12 +187,16 @@ class Paired:
         self.wall = 0.0
         self.cpu = 0.0
         self.lat: list[float] = []
+        self.collections = [0, 0, 0]  # garbage collections per generation
 
     def measure(self, run: Callable[[], tuple[int, list[float]]]) -> None:
+        g0 = [g["collections"] for g in gc.get_stats()]
         c0, t0 = time.process_time(), time.perf_counter()
         n, lat = run()
         self.wall += time.perf_counter() - t0
         self.cpu += time.process_time() - c0
+        for i, g in enumerate(gc.get_stats()):
+            self.collections[i] += g["collections"] - g0[i]
         self.requests += n
         self.lat += lat
 
@@ -254,15 +259,16 @@ def print_overhead(noop: list[Paired]) -> None:
     bare = noop[0]
     print(
         "\n| batcher overhead (no-op model) | predictions/s | vs bare round trip | µs per request "
-        "| CPU µs per request | vs bare (CPU) | p50 ms | p99 ms |"
+        "| CPU µs per request | vs bare (CPU) | GC runs per 10k requests (gen 0/1/2) | p50 ms | p99 ms |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in noop:
         p50_s = f"{pct(row.lat, 50):.2f}" if row.lat else ""
         p99_s = f"{pct(row.lat, 99):.2f}" if row.lat else ""
         print(
             f"| {row.name} | {row.rate:,.0f} | {row.rate / bare.rate * 100:.0f} % | {1e6 / row.rate:.1f} "
-            f"| {row.cpu_us:.1f} | {bare.cpu_us / row.cpu_us * 100:.0f} % | {p50_s} | {p99_s} |"
+            f"| {row.cpu_us:.1f} | {bare.cpu_us / row.cpu_us * 100:.0f} % "
+            f"| {'/'.join(f'{c / row.requests * 1e4:.1f}' for c in row.collections)} | {p50_s} | {p99_s} |"
         )
     async_1024 = next(row for row in noop if "1024 async" in row.name)
     threads = next(row for row in noop if "threads" in row.name)
