@@ -11,7 +11,9 @@ One run, one table, every figure measured side by side in the same process:
 * **no-op model**: the batcher's own cost per request, with a model that returns its
   input (async callers on one event loop, and sync callers on threads), as a ratio to
   a **bare asyncio future round trip** (``create_future``, ``call_soon(set_result)``,
-  ``await``; 256 tasks): this machine's speed at the moment, measured in the same run;
+  ``await``; 256 tasks): this machine's speed at the moment, measured in the same run,
+  in slices taken in turn with the no-op rows (see ``Paired``), with the process CPU
+  time per request beside the wall-clock rate;
 * **output copy**: what copying a batch's outputs costs (runners that do not promise
   ``fresh_outputs``).
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import sys
@@ -148,8 +151,8 @@ def threaded_callers(model: str, callers: int, seconds: float) -> tuple[float, l
     return rate(len(flat), time.perf_counter() - t0), flat
 
 
-async def bare_round_trips(tasks: int, seconds: float) -> float:
-    """This machine's speed: a bare asyncio future resolved via ``call_soon``, per second."""
+async def bare_round_trips(tasks: int, seconds: float) -> tuple[float, int]:
+    """This machine's speed: a bare asyncio future resolved via ``call_soon``; (per second, count)."""
     loop = asyncio.get_running_loop()
     stop = time.perf_counter() + seconds
     counts = [0] * tasks
@@ -165,7 +168,77 @@ async def bare_round_trips(tasks: int, seconds: float) -> float:
 
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(tasks)))
-    return sum(counts) / (time.perf_counter() - t0)
+    return sum(counts) / (time.perf_counter() - t0), sum(counts)
+
+
+class Paired:
+    """One row measured in several slices, interleaved with the rows it is compared to.
+
+    On a shared machine the speed changes from one second to the next (other processes
+    come and go): measured one after the other, the same code gave anywhere between 14 %
+    and 130 % of the bare round trip here. Slices taken in turn share the machine's good
+    and bad moments, so their sums compare like with like. The process CPU time per
+    request is shown as well: other processes do not change it.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.requests = 0
+        self.wall = 0.0
+        self.cpu = 0.0
+        self.lat: list[float] = []
+        self.collections = [0, 0, 0]  # garbage collections per generation
+
+    def measure(self, run: Callable[[], tuple[int, list[float]]]) -> None:
+        g0 = [g["collections"] for g in gc.get_stats()]
+        c0, t0 = time.process_time(), time.perf_counter()
+        n, lat = run()
+        self.wall += time.perf_counter() - t0
+        self.cpu += time.process_time() - c0
+        for i, g in enumerate(gc.get_stats()):
+            self.collections[i] += g["collections"] - g0[i]
+        self.requests += n
+        self.lat += lat
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.wall
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu / self.requests * 1e6
+
+
+def overhead_rows(seconds: float, rounds: int = 4) -> list[Paired]:
+    """The batcher's per-request cost next to this machine's bare asyncio speed, interleaved."""
+    noop_x = np.ones((1, 4), np.float32)
+    bare = Paired("bare asyncio future round trip, 256 tasks (the machine's speed)")
+    rows = [bare]
+    for callers in (64, 256, 1024):
+        rows.append(Paired(f"no-op model, {callers} async callers"))
+    rows.append(Paired("no-op model, 32 threads calling predict_sync()"))
+    sizes: dict[str, list[float]] = {row.name: [] for row in rows}
+
+    def async_run(row: Paired, callers: int) -> Callable[[], tuple[int, list[float]]]:
+        def run() -> tuple[int, list[float]]:
+            _, lat, mean = asyncio.run(concurrent_callers("noop", lambda i: noop_x, callers, seconds / rounds))
+            sizes[row.name].append(mean)
+            return len(lat), lat
+
+        return run
+
+    def thread_run() -> tuple[int, list[float]]:
+        _, lat = threaded_callers("noop", 32, seconds / rounds)
+        return len(lat), lat
+
+    for _ in range(rounds):
+        bare.measure(lambda: (asyncio.run(bare_round_trips(256, seconds / rounds))[1], []))
+        for row, callers in zip(rows[1:4], (64, 256, 1024), strict=True):
+            row.measure(async_run(row, callers))
+        rows[4].measure(thread_run)
+    for row in rows[1:4]:
+        row.name += f" (mean batch {statistics.fmean(sizes[row.name]):.0f})"
+    return rows
 
 
 def output_copy_cost(shape: tuple[int, ...], repeats: int = 2000) -> float:
@@ -182,35 +255,27 @@ def output_copy_cost(shape: tuple[int, ...], repeats: int = 2000) -> float:
     return best[1] - best[0]
 
 
-def overhead_rows(seconds: float) -> list[tuple[str, float, float, float]]:
-    """The batcher's per-request cost next to this machine's bare asyncio speed."""
-    noop_x = np.ones((1, 4), np.float32)
-    rows: list[tuple[str, float, float, float]] = []
-    bare = asyncio.run(bare_round_trips(256, seconds))
-    rows.append(("bare asyncio future round trip, 256 tasks (the machine's speed)", bare, NAN, NAN))
-    for callers in (64, 256, 1024):
-        r, lat, mean = asyncio.run(concurrent_callers("noop", lambda i: noop_x, callers, seconds))
-        rows.append((f"no-op model, {callers} async callers (mean batch {mean:.0f})", r, pct(lat, 50), pct(lat, 99)))
-    r, lat = threaded_callers("noop", 32, seconds)
-    rows.append(("no-op model, 32 threads calling predict_sync()", r, pct(lat, 50), pct(lat, 99)))
-    return rows
-
-
-def print_overhead(noop: list[tuple[str, float, float, float]]) -> None:
-    bare = noop[0][1]
+def print_overhead(noop: list[Paired]) -> None:
+    bare = noop[0]
     print(
-        "\n| batcher overhead (no-op model) | predictions/s | vs bare round trip | µs per request | p50 ms | p99 ms |"
+        "\n| batcher overhead (no-op model) | predictions/s | vs bare round trip | µs per request "
+        "| CPU µs per request | vs bare (CPU) | GC runs per 10k requests (gen 0/1/2) | p50 ms | p99 ms |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, r, p50, p99 in noop:
-        p50_s = "" if np.isnan(p50) else f"{p50:.2f}"
-        p99_s = "" if np.isnan(p99) else f"{p99:.2f}"
-        print(f"| {name} | {r:,.0f} | {r / bare * 100:.0f} % | {1e6 / r:.1f} | {p50_s} | {p99_s} |")
-    async_1024 = next(r for name, r, *_ in noop if "1024 async" in name)
-    threads = next(r for name, r, *_ in noop if "threads" in name)
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for row in noop:
+        p50_s = f"{pct(row.lat, 50):.2f}" if row.lat else ""
+        p99_s = f"{pct(row.lat, 99):.2f}" if row.lat else ""
+        print(
+            f"| {row.name} | {row.rate:,.0f} | {row.rate / bare.rate * 100:.0f} % | {1e6 / row.rate:.1f} "
+            f"| {row.cpu_us:.1f} | {bare.cpu_us / row.cpu_us * 100:.0f} % "
+            f"| {'/'.join(f'{c / row.requests * 1e4:.1f}' for c in row.collections)} | {p50_s} | {p99_s} |"
+        )
+    async_1024 = next(row for row in noop if "1024 async" in row.name)
+    threads = next(row for row in noop if "threads" in row.name)
     print(
-        f"\nPer-request path: 1024 async callers {async_1024 / bare * 100:.0f} % of the bare round trip "
-        f"(target >= 40 %), 32 threads {threads / bare * 100:.0f} % (target >= 20 %)."
+        f"\nPer-request path: 1024 async callers {async_1024.rate / bare.rate * 100:.0f} % of the bare round trip "
+        f"(target >= 40 %), 32 threads {threads.rate / bare.rate * 100:.0f} % (target >= 20 %); "
+        f"by CPU time {bare.cpu_us / async_1024.cpu_us * 100:.0f} % and {bare.cpu_us / threads.cpu_us * 100:.0f} %."
     )
     import tfbatch_django
 

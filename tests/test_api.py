@@ -143,6 +143,31 @@ async def test_concurrent_async_callers_batch_together():
     assert max(r.batch.size for r in results) == 4
 
 
+async def test_a_predict_cancelled_in_the_queue_is_dropped_and_counted():
+    # predict() awaits the batcher's future itself (one coroutine per call): cancelling
+    # it must still reach the scheduler, which drops the request and counts it once.
+    with override_settings(
+        TFBATCH={
+            "MODELS": {"slow": {"RUNNER": "tests.fakes.slow_runner", "OPTIONS": {"delay_ms": 300}, "MAX_BATCH_SIZE": 4}}
+        }
+    ):
+        await predict("slow", [[0, 0]])  # loaded and warm
+        batch = [asyncio.ensure_future(predict("slow", [[i, i]])) for i in range(4)]
+        queued = asyncio.ensure_future(predict("slow", [[9, 9]]))
+        await asyncio.sleep(0)  # every task has submitted; the first four are a full batch
+        queued.cancel()
+        assert [(await t).tolist() for t in batch] == [[[i + 1, i + 1]] for i in range(4)]
+        assert queued.cancelled()
+        for _ in range(200):  # the scheduler drops it once the runner is free again
+            stats = get_stats("slow")["slow"]
+            if stats["cancelled"]:
+                break
+            await asyncio.sleep(0.01)
+        assert stats["cancelled"] == 1
+        assert stats["completed"] == 5
+        assert stats["requests"] == 6
+
+
 def test_settings_change_rebuilds_the_registry():
     first = registry.get("double").load()
     with override_settings(

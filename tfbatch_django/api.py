@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .batching import Prediction
+from .batching import Batcher, Prediction
 from .batching.spec import Inputs
 from .registry import READY, registry
 
@@ -45,7 +45,17 @@ async def predict_detailed(model: str, inputs: Inputs, *, timeout: float | None 
     """Like ``predict``, but returns a ``Prediction``: all outputs by name, plus ``BatchInfo``."""
     handle = registry.get(model)
     batcher = handle.batcher or await handle.aload()
-    return await batcher.predict(inputs, timeout=timeout)
+    if type(batcher) is not Batcher:  # a remote model's client: its own predict()
+        return await batcher.predict(inputs, timeout=timeout)
+    # Batcher.predict, inlined: one coroutine per call instead of two (submit_async).
+    request = batcher.submit_async(inputs, timeout)
+    future = request.future
+    assert future is not None
+    try:
+        return await future
+    except asyncio.CancelledError:
+        request.cancelled = True
+        raise
 
 
 def predict_sync(model: str, inputs: Inputs, *, timeout: float | None = None) -> Outputs:

@@ -185,14 +185,25 @@ class Batcher:
 
     async def predict(self, inputs: Inputs, *, timeout: float | None = None) -> Prediction:
         """Submit rows and await their outputs, from any event loop."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Prediction] = loop.create_future()
-        request = self._submit(inputs, timeout, None, loop, future)
+        request = self.submit_async(inputs, timeout)
+        future = request.future
+        assert future is not None
         try:
             return await future
         except asyncio.CancelledError:
             request.cancelled = True
             raise
+
+    def submit_async(self, inputs: Inputs, timeout: float | None = None) -> Request:
+        """``predict``'s first half, for a coroutine that awaits ``request.future`` itself.
+
+        It must set ``request.cancelled`` when that await is cancelled, as ``predict``
+        does. ``api.predict_detailed`` uses it so a call costs one coroutine, not two
+        (bench_batcher: a coroutine is ~0.2 µs, and one more object alive per request
+        in flight for the garbage collector to walk).
+        """
+        loop = asyncio.get_running_loop()
+        return self._submit(inputs, timeout, None, loop, loop.create_future())
 
     def predict_sync(self, inputs: Inputs, *, timeout: float | None = None) -> Prediction:
         """Submit rows and block this thread until their outputs (or an error) are in."""
