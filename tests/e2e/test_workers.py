@@ -35,6 +35,9 @@ def env(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             "DJANGO_SETTINGS_MODULE": "tests.e2e.worker_settings",
             "TFBATCH_DEMO_MODEL_DIR": str(demo_model),
             "TFBATCH_TEST_REDIS": url,
+            # Django 6's system checks (which tfbatch_worker runs) open the database: one
+            # of the test's own, not the demo's var/, which a fresh clone does not have.
+            "TFBATCH_TEST_DB": str(tmp_path_factory.mktemp("db") / "db.sqlite3"),
         }
 
 

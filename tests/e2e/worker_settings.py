@@ -9,6 +9,7 @@ import os
 from demo_project.settings import *  # noqa: F403
 
 ROOT_URLCONF = "tests.e2e.worker_urls"
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["TFBATCH_TEST_DB"]}}
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",

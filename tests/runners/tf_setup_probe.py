@@ -32,7 +32,10 @@ def stderr_mode() -> None:
                 return
             if importing.is_set():
                 during.append(i)
-            print(f"other thread line {i}", file=sys.stderr, flush=True)
+            # One write per line, as loggers write: print() writes the text and its newline
+            # separately, and another thread's line (TensorFlow's) may land in between.
+            sys.stderr.write(f"other thread line {i}\n")
+            sys.stderr.flush()
             time.sleep(0.0005)
 
     thread = threading.Thread(target=chatter)
