@@ -124,5 +124,5 @@ def test_each_process_says_what_it_serves_and_the_dashboard_shows_it():
     serves = {p["key"]: p["serves"] for p in data["processes"]}
     assert serves[worker.identity.key] == {"worker": "gpu-0", "models": ["double"]}
     assert serves[web.identity.key] == {"worker": None, "models": ["broken", "double"]}
-    assert "worker &#x27;gpu-0&#x27;: double</td>" in page
-    assert "in process: broken, double</td>" in page
+    assert 'data-figure="serves">worker &#x27;gpu-0&#x27;: double</span>' in page
+    assert 'data-figure="serves">in process: broken, double</span>' in page
