@@ -193,17 +193,20 @@ def main() -> None:
     with redis_server(Path(os.environ.get("TMPDIR", "/tmp"))) as url:
         remote = {"TFBATCH_BENCH_REDIS": url}
         single = {**remote, "TFBATCH_BENCH_COALESCE": "0"}
+        layer = {**remote, "TFBATCH_BENCH_TRANSPORT": "layer"}
         n = args.clients
         row("gunicorn, 4 sync workers, a batcher each", gunicorn({}, args, body))
         row("gunicorn, 4 sync workers + 1 worker", gunicorn(remote, args, body))
         row("4 daphne, a batcher each (WebSocket, binary)", daphnes({}, 4, n, args, image))
         row("4 daphne + 1 worker (WebSocket, binary)", daphnes(remote, 4, n, args, image))
         row("4 daphne + 1 worker, no coalescing", daphnes(single, 4, n, args, image))
+        row("4 daphne + 1 worker, channels_redis API", daphnes(layer, 4, n, args, image))
         row("1 client, daphne with its batcher", daphnes({}, 1, 1, args, image))
         row("1 client, daphne + 1 worker", daphnes(remote, 1, 1, args, image))
+        row("1 client, daphne + 1 worker, channels_redis API", daphnes(layer, 1, 1, args, image))
 
     print(
-        f"\n{args.clients} concurrent clients (1 in the last two rows), closed loop, {args.seconds:g} s per row, ",
+        f"\n{args.clients} concurrent clients (1 in the last three rows), closed loop, {args.seconds:g} s per row, ",
         end="",
     )
     load1 = os.getloadavg()[0]
@@ -221,6 +224,10 @@ def main() -> None:
     a_local, a_remote = "4 daphne, a batcher each (WebSocket, binary)", "4 daphne + 1 worker (WebSocket, binary)"
     hop = by["1 client, daphne + 1 worker"].pct(50) - by["1 client, daphne with its batcher"].pct(50)
     coalesce = by[a_remote].rate / max(by["4 daphne + 1 worker, no coalescing"].rate, 1e-9)
+    hop_layer = by["1 client, daphne + 1 worker, channels_redis API"].pct(50) - by[
+        "1 client, daphne with its batcher"
+    ].pct(50)
+    lean = by[a_remote].rate / max(by["4 daphne + 1 worker, channels_redis API"].rate, 1e-9)
     print("\n| target | measured | met |")
     print("| --- | ---: | --- |")
     checks = [
@@ -241,6 +248,8 @@ def main() -> None:
         print(f"| {name} | {ratio:.2f}x | {'yes' if ratio >= target else 'no'} |")
     print(f"| the hop adds <= 1 ms to a lone request's p50 | {hop:+.2f} ms | {'yes' if hop <= 1.0 else 'no'} |")
     print(f"| (coalescing: throughput with / without) | {coalesce:.2f}x | |")
+    print(f"| (the hop through channels_redis's API instead) | {hop_layer:+.2f} ms | |")
+    print(f"| (4 daphne: throughput on Redis itself / through channels_redis's API) | {lean:.2f}x | |")
     MEMORY.pop("worker_pid", None)
     print("\nResident memory after the runs: " + ", ".join(f"{k} {v:,.0f} MB" for k, v in MEMORY.items()))
 

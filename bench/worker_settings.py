@@ -1,7 +1,8 @@
 """``bench.settings`` for ``bench_workers.py``: the CNN served locally, or by a worker over Redis.
 
 ``TFBATCH_BENCH_REDIS`` (a ``redis://`` URL) puts the model behind ``WORKER = "bench-gpu"``;
-``TFBATCH_BENCH_COALESCE=0`` sends one channel-layer message per request.
+``TFBATCH_BENCH_COALESCE=0`` sends one channel-layer message per request;
+``TFBATCH_BENCH_TRANSPORT=layer`` goes through channels_redis's API instead of Redis itself.
 """
 
 import os
@@ -25,6 +26,7 @@ TFBATCH = {
     **_BASE,
     "MODELS": {"cnn": _CNN},
     "WORKER_COALESCE": os.environ.get("TFBATCH_BENCH_COALESCE", "1") == "1",
+    "WORKER_TRANSPORT": os.environ.get("TFBATCH_BENCH_TRANSPORT", "auto"),
     "STATS_PUBLISH_INTERVAL": None,
     # A/B knob for the worker's GIL hand-offs (see README, GIL_SWITCH_INTERVAL_MS).
     "GIL_SWITCH_INTERVAL_MS": float(os.environ["TFBATCH_BENCH_GIL_MS"])

@@ -29,6 +29,7 @@ CHANNELS_MODULES = {
     "routing.py",
     "remote/client.py",  # the channel layer, for models served by workers (WORKER)
     "remote/server.py",
+    "remote/lean.py",  # the same calls on the layer's Redis, raising the layer's ChannelFull
 }
 
 

@@ -96,3 +96,33 @@ def test_a_silent_process_drops_out_after_stale_after_seconds():
     assert later["processes"] == []
     assert later["models"]["double"]["requests"] == 0
     assert [(x["key"], x["stopped_at"]) for x in later["stopped_processes"]] == [(p.identity.key, None)]
+
+
+def test_each_process_says_what_it_serves_and_the_dashboard_shows_it():
+    from django.contrib.auth.models import User
+    from django.test import Client
+    from django.urls import reverse
+
+    served = {"MODELS": {**TWO_MODELS["MODELS"], "double": {**TWO_MODELS["MODELS"]["double"], "WORKER": "gpu-0"}}}
+    with override_settings(TFBATCH=served):
+        registry.serve_worker("gpu-0")  # this "process" is the worker gpu-0: it batches "double" itself
+        try:
+            traffic(2)
+            worker = Publisher()
+            worker.publish()
+        finally:
+            registry.reset()
+            registry.local_worker = None  # back to a web process
+    with override_settings(TFBATCH=TWO_MODELS):  # a web process batching its own models
+        traffic(1)
+        web = Publisher()
+        web.publish()
+        data = dashboard_data()
+        client = Client()
+        client.force_login(User.objects.create_superuser("root"))
+        page = client.get(reverse("admin:tfbatch_django_dashboard_live")).content.decode()
+    serves = {p["key"]: p["serves"] for p in data["processes"]}
+    assert serves[worker.identity.key] == {"worker": "gpu-0", "models": ["double"]}
+    assert serves[web.identity.key] == {"worker": None, "models": ["broken", "double"]}
+    assert 'data-figure="serves">worker &#x27;gpu-0&#x27;: double</span>' in page
+    assert 'data-figure="serves">in process: broken, double</span>' in page

@@ -90,7 +90,9 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(redis_url: str, tmp_path: Path) -> Iterator[Deployment]:
+def deployment(request: pytest.FixtureRequest, redis_url: str, tmp_path: Path) -> Iterator[Deployment]:
+    """Parametrize indirectly with ``"layer"`` to go through channels_redis's API (default: Redis itself)."""
+    transport = getattr(request, "param", "auto")
     name = f"tw{os.getpid()}-{next(_names)}"
     gate = tmp_path / "gate"
     env = dict(os.environ)
@@ -99,10 +101,11 @@ def deployment(redis_url: str, tmp_path: Path) -> Iterator[Deployment]:
         TFBATCH_TEST_REDIS=redis_url,
         TFBATCH_TEST_WORKER=name,
         TFBATCH_TEST_GATE=str(gate),
+        TFBATCH_TEST_TRANSPORT=transport,
         PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     )
     found = Deployment(name, gate, env, tmp_path, [])
-    with override_settings(TFBATCH=tfbatch(name), CHANNEL_LAYERS=channel_layers(redis_url)):
+    with override_settings(TFBATCH=tfbatch(name, transport), CHANNEL_LAYERS=channel_layers(redis_url)):
         try:
             yield found
         finally:

@@ -10,9 +10,10 @@ from typing import Any
 from tests.settings import *  # noqa: F403
 
 
-def tfbatch(worker: str) -> dict[str, Any]:
+def tfbatch(worker: str, transport: str = "auto") -> dict[str, Any]:
     return {
         "STATS_PUBLISH_INTERVAL": None,
+        "WORKER_TRANSPORT": transport,
         "WORKER_HEARTBEAT_MS": 100,
         "WORKER_DEAD_AFTER_MS": 1000,
         "MODELS": {
@@ -43,7 +44,7 @@ def channel_layers(url: str) -> dict[str, Any]:
     }
 
 
-TFBATCH = tfbatch(os.environ.get("TFBATCH_TEST_WORKER", "tw"))
+TFBATCH = tfbatch(os.environ.get("TFBATCH_TEST_WORKER", "tw"), os.environ.get("TFBATCH_TEST_TRANSPORT", "auto"))
 if os.environ.get("TFBATCH_TEST_DB"):  # a worker that publishes its stats for the dashboard
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ["TFBATCH_TEST_DB"]}}
     TFBATCH["STATS_PUBLISH_INTERVAL"] = 0.2

@@ -51,3 +51,11 @@ def test_a_worker_needs_a_channel_layer_that_reaches_other_processes(settings):
     settings.TFBATCH = {"MODELS": {"m": MODEL}}
     settings.CHANNEL_LAYERS = {}
     assert check_settings() == []
+
+
+def test_worker_transport_is_auto_or_layer():
+    assert parse({})[0].workers.transport == "auto"
+    assert parse({"WORKER_TRANSPORT": "layer"})[0].workers.transport == "layer"
+    config, problems = parse({"WORKER_TRANSPORT": "redis"})
+    assert [p.id for p in problems] == ["E031"] and "'auto' or 'layer'" in problems[0].msg
+    assert config.workers.transport == "auto"

@@ -21,6 +21,7 @@ from tfbatch_django import (
 )
 
 
+@pytest.mark.parametrize("deployment", ["auto", "layer"], indirect=True)  # Redis itself, channels_redis API
 def test_answers_equal_the_models_and_travel_as_bytes(deployment):
     deployment.start_worker()
     deployment.wait_ready()
@@ -155,6 +156,7 @@ def test_deadline_travels_and_the_worker_drops_the_expired_row(deployment):
     assert stats["rows"] == 1 and stats["timeouts"] + stats["cancelled"] == 1  # never computed
 
 
+@pytest.mark.parametrize("deployment", ["auto", "layer"], indirect=True)  # Redis itself, channels_redis API
 def test_a_cancelled_caller_withdraws_its_request(deployment):
     deployment.start_worker()
     deployment.wait_ready()
@@ -185,6 +187,7 @@ def test_no_worker_running_fails_fast_with_a_clear_error(deployment):
     assert stats["status"] == "unavailable" and "tfbatch_worker nobody" in stats["error"]
 
 
+@pytest.mark.parametrize("deployment", ["auto", "layer"], indirect=True)  # Redis itself, channels_redis API
 def test_a_killed_worker_fails_its_callers_and_a_restarted_one_serves(deployment):
     import signal
 
@@ -207,6 +210,7 @@ def test_a_killed_worker_fails_its_callers_and_a_restarted_one_serves(deployment
     assert predict_sync("remote", [[1, 2, 3]], timeout=30).tolist() == [[2, 4, 6]]
 
 
+@pytest.mark.parametrize("deployment", ["auto", "layer"], indirect=True)  # Redis itself, channels_redis API
 def test_two_workers_share_the_load(deployment):
     deployment.start_worker()
     deployment.start_worker()

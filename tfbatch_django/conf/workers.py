@@ -9,14 +9,25 @@ from typing import Any
 
 from .problems import Problem, is_number
 
-__all__ = ["WORKER_DEFAULTS", "WORKER_NAME_RE", "WorkerConfig", "check_channel_layer", "parse_workers"]
+__all__ = [
+    "WORKER_DEFAULTS",
+    "WORKER_NAME_RE",
+    "WORKER_TRANSPORTS",
+    "WorkerConfig",
+    "check_channel_layer",
+    "parse_workers",
+]
 
 WORKER_DEFAULTS: dict[str, Any] = {
     "WORKER_CHANNEL_LAYER": "default",  # alias in settings.CHANNEL_LAYERS (channels_redis)
     "WORKER_HEARTBEAT_MS": 500,  # how often a worker says it is alive (and what it holds)
     "WORKER_DEAD_AFTER_MS": 3000,  # silence after which callers give up on a worker
     "WORKER_COALESCE": True,  # one channel-layer message per burst of requests (see remote/client.py)
+    "WORKER_TRANSPORT": "auto",  # "auto": straight on channels_redis's Redis (remote/lean.py); "layer": the layer API
 }
+
+#: The values of ``WORKER_TRANSPORT``.
+WORKER_TRANSPORTS = ("auto", "layer")
 
 #: A worker name becomes part of channel and group names (letters, digits, ``-_.``; < 80).
 WORKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -30,6 +41,7 @@ class WorkerConfig:
     heartbeat: float = 0.5
     dead_after: float = 3.0
     coalesce: bool = True
+    transport: str = "auto"
 
 
 def parse_workers(top: Mapping[str, Any], problems: list[Problem]) -> WorkerConfig:
@@ -54,11 +66,19 @@ def parse_workers(top: Mapping[str, Any], problems: list[Problem]) -> WorkerConf
             WORKER_DEFAULTS["WORKER_HEARTBEAT_MS"],
             WORKER_DEFAULTS["WORKER_DEAD_AFTER_MS"],
         )
+    if values["WORKER_TRANSPORT"] not in WORKER_TRANSPORTS:
+        problems.append(
+            Problem(
+                "E031", f"TFBATCH['WORKER_TRANSPORT'] must be 'auto' or 'layer', got {values['WORKER_TRANSPORT']!r}."
+            )
+        )
+        values["WORKER_TRANSPORT"] = "auto"
     return WorkerConfig(
         channel_layer=values["WORKER_CHANNEL_LAYER"],
         heartbeat=values["WORKER_HEARTBEAT_MS"] / 1000.0,
         dead_after=values["WORKER_DEAD_AFTER_MS"] / 1000.0,
         coalesce=bool(values["WORKER_COALESCE"]),
+        transport=values["WORKER_TRANSPORT"],
     )
 
 

@@ -117,4 +117,18 @@ def _process(process: PublishedProcess, now: datetime) -> dict[str, Any]:
         "last_seen": process.last_seen.isoformat(),
         "age_s": round((now - process.last_seen).total_seconds(), 1),
         "models": models,
+        "serves": _serves(process.stats),
     }
+
+
+def _serves(stats: dict[str, Any]) -> dict[str, Any]:
+    """What a process serves: a ``tfbatch_worker`` its WORKER's models, any other process its local ones.
+
+    Read from the snapshots it published: a worker publishes the models whose ``WORKER``
+    it is (their settings say which), a web process only the models it batches itself.
+    """
+    by_worker = {name: (snap.get("settings") or {}).get("WORKER") for name, snap in stats.items()}
+    workers = sorted({str(w) for w in by_worker.values() if w})
+    # A worker also publishes the models without WORKER (idle, never loaded there): not its job.
+    models = sorted(name for name, w in by_worker.items() if w or not workers)
+    return {"worker": workers[0] if len(workers) == 1 else (workers or None), "models": models}

@@ -96,6 +96,7 @@ def live_context(request: HttpRequest) -> dict[str, Any]:
         {
             **process,
             "started": datetime.fromisoformat(process["started_at"]),
+            "serves_text": _serves_text(process["serves"]),
             "rows": [
                 (
                     name,
@@ -120,6 +121,16 @@ def live_context(request: HttpRequest) -> dict[str, Any]:
         "hours": hours,
         "hours_choices": HOURS,
     }
+
+
+def _serves_text(serves: dict[str, Any]) -> str:
+    """``worker 'gpu': resnet, bert`` for a tfbatch_worker, ``in process: local`` for any other."""
+    models = ", ".join(serves["models"]) or "nothing"
+    worker = serves["worker"]
+    if worker is None:
+        return f"in process: {models}"
+    names = ", ".join(repr(w) for w in ([worker] if isinstance(worker, str) else worker))
+    return f"worker {names}: {models}"
 
 
 def dashboard(request: HttpRequest, admin_context: dict[str, Any]) -> HttpResponse:

@@ -179,11 +179,11 @@ class RemoteClient:
         loop.run_forever()
 
     async def _setup(self) -> None:
-        from channels.layers import channel_layers
+        from .lean import make_layer
 
         # A private instance: channels_redis receives on one loop per instance, and the
         # project's own consumers use the shared one on the server's loop.
-        self._layer = channel_layers.make_backend(self.alias)
+        self._layer = make_layer(self.alias, self.config.transport)
         self._wake = asyncio.Event()
         self.reply_channel = await self._layer.new_channel("tfbatch.reply")
 
@@ -337,19 +337,20 @@ class RemoteClient:
                 loop.call_soon_threadsafe(deliver_async, items)
 
 
-_clients: dict[str, RemoteClient] = {}
+_clients: dict[tuple[str, WorkerConfig], RemoteClient] = {}
 _clients_lock = threading.Lock()
 
 
 def get_client(alias: str, config: WorkerConfig) -> RemoteClient:
-    """This process's client for ``alias``; a forked child builds its own."""
-    client = _clients.get(alias)
+    """This process's client for ``alias`` and these keys; a forked child builds its own."""
+    key = (alias, config)
+    client = _clients.get(key)
     if client is not None and client.pid == os.getpid():
         return client
     with _clients_lock:
-        client = _clients.get(alias)
+        client = _clients.get(key)
         if client is None or client.pid != os.getpid():
-            client = _clients[alias] = RemoteClient(alias, config)
+            client = _clients[key] = RemoteClient(alias, config)
         return client
 
 

@@ -67,14 +67,14 @@ class WorkerServer:
         asyncio.run(self.serve())
 
     async def serve(self) -> None:
-        from channels.layers import channel_layers
+        from .lean import make_layer
 
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
-        self._layer = channel_layers.make_backend(self.settings.channel_layer)
+        self._layer = make_layer(self.settings.channel_layer, self.settings.transport)
         self._own = await self._layer.new_channel("tfbatch.worker")
         await self._layer.group_add(protocol.control_group(self.name), self._own)
         for model in self.models:  # load now, in the background: heartbeats say "loading"
