@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.servers import stop
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -61,9 +63,4 @@ def redis_server(directory: Path) -> Iterator[str]:
             raise RuntimeError(f"redis-server not answering on port {port}:\n{log.read_text()}")
         yield f"redis://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop(process)

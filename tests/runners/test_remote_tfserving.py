@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from django.test import override_settings
 
+from tests.servers import stop
 from tfbatch_django import ModelError, PredictTimeout, get_stats, model_info, predict_sync, warmup
 
 from .engines import ROOT, unused_port
@@ -50,12 +51,7 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             raise RuntimeError(f"daphne never answered: {log.read_text()[-3000:]}")
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop(process)
 
 
 def serve(**models: dict[str, Any]) -> Any:
