@@ -1,9 +1,10 @@
 """Build one model input from many requests' rows, and pad it to an allowed size.
 
-A batch is a list of ``Segment``s: a contiguous run of one request's rows, copied once
-into the batch buffer (and cast there to the model's dtype). A request
-with more rows than fit is cut into several segments in successive batches; the
-scheduler stitches their outputs back together in order.
+A batch is a list of segments: each a contiguous run of one request's rows, copied once
+into the batch buffer (and cast there to the model's dtype). A request whose rows all fit
+is its own segment (``Request`` has a segment's fields); a request with more rows than fit
+is cut into ``Segment``s in successive batches, and the scheduler stitches their outputs
+back together in order.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from .request import Request
 from .spec import TensorSpec
 
-__all__ = ["CHUNK_BYTES", "Segment", "assemble", "filler_rows", "padded_size"]
+__all__ = ["CHUNK_BYTES", "Part", "Segment", "assemble", "filler_rows", "padded_size"]
 
 #: Largest piece of a batch copied in one numpy call (see ``assemble``).
 CHUNK_BYTES = 4 << 20
@@ -36,6 +37,10 @@ class Segment:
     @property
     def rows(self) -> int:
         return self.stop - self.start
+
+
+#: One entry of a batch: a whole request (its own segment) or a ``Segment`` of one.
+Part = Segment | Request
 
 
 def padded_size(rows: int, allowed: Sequence[int]) -> int:
@@ -56,7 +61,7 @@ def filler_rows(spec: TensorSpec, count: int, row_shape: tuple[int, ...]) -> np.
 
 
 def assemble(
-    specs: Mapping[str, TensorSpec], segments: Sequence[Segment], allowed: Sequence[int]
+    specs: Mapping[str, TensorSpec], segments: Sequence[Part], allowed: Sequence[int]
 ) -> tuple[dict[str, np.ndarray], int, int]:
     """Copy the segments' rows into one batch per input; returns (inputs, real rows, padded rows).
 
@@ -73,14 +78,14 @@ def assemble(
     rows = 0
     for seg in segments:
         seg.offset = rows
-        rows += seg.stop - seg.start
+        rows += seg.rows
     padded = padded_size(rows, allowed)
     inputs: dict[str, np.ndarray] = {}
     for name, spec in specs.items():
-        parts = []
-        for seg in segments:
-            arr = seg.request.arrays[name]
-            parts.append(arr if (seg.start == 0 and seg.stop == arr.shape[0]) else arr[seg.start : seg.stop])
+        parts = [
+            seg.arrays[name] if type(seg) is Request else seg.request.arrays[name][seg.start : seg.stop]
+            for seg in segments
+        ]
         row_shape = parts[0].shape[1:]
         out = np.empty((padded, *row_shape), dtype=spec.dtype)
         row_bytes = out.itemsize * math.prod(row_shape)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ModelError, PredictTimeout
-from .assemble import Segment, assemble
+from .assemble import Part, assemble
 from .request import Request
 from .runner import Runner, call_model
 from .spec import TensorSpec
@@ -38,7 +38,7 @@ _ANSWERABLE = frozenset("biufSUO")
 class Outcome:
     """The result for some segments of a batch: outputs, or the exception they raised."""
 
-    segments: list[Segment]
+    segments: list[Part]
     outputs: dict[str, np.ndarray] | None
     error: BaseException | None
     padded: int
@@ -48,7 +48,7 @@ class Outcome:
 class Batch:
     """A batch from formation to completion; fields are filled in as it moves along."""
 
-    segments: list[Segment]
+    segments: list[Part]
     inputs: dict[str, np.ndarray]
     rows: int
     padded: int
@@ -141,7 +141,7 @@ def _run(
     specs: Mapping[str, TensorSpec],
     allowed: Sequence[int],
     batch: Batch,
-    segments: list[Segment],
+    segments: list[Part],
     inputs: dict[str, np.ndarray],
     padded: int,
 ) -> list[Outcome]:

@@ -90,7 +90,16 @@ class Request:
     ``done`` and the bookkeeping fields are written only by the scheduler thread;
     ``cancelled`` is the one flag a caller sets (when its task is cancelled). Kept
     small: one is built per request on the hot path.
+
+    A request whose rows all ride in one batch is its own segment (``request``,
+    ``start``, ``stop``, ``offset``, ``rows``: ``assemble.Segment``'s fields): one object
+    per request in flight instead of two (bench_batcher: the second object cost ~0.1 µs
+    to build and one more object for every garbage collection to walk). Only requests cut
+    over several batches get ``Segment``s.
     """
+
+    #: As a segment: the request's rows from the first (see ``stop``).
+    start = 0
 
     __slots__ = (
         "arrays",
@@ -99,6 +108,7 @@ class Request:
         "done",
         "future",
         "loop",
+        "offset",
         "rows",
         "shape_key",
         "split",
@@ -130,6 +140,17 @@ class Request:
         self.done = False
         self.taken = 0  # rows handed to batches so far (all of them once answered)
         self.split: Split | None = None
+        self.offset = 0  # as its own segment: where its rows start in the batch
+
+    @property
+    def request(self) -> Request:
+        """As a segment: the request it belongs to (itself)."""
+        return self
+
+    @property
+    def stop(self) -> int:
+        """As a segment: the end of its rows (all of them)."""
+        return self.rows
 
 
 def merge_part(
