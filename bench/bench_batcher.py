@@ -27,9 +27,11 @@ alone, without TensorFlow).
 from __future__ import annotations
 
 import argparse
+import array
 import asyncio
 import gc
 import os
+import queue
 import statistics
 import sys
 import threading
@@ -99,34 +101,61 @@ def one_at_a_time(runner: Any, seconds: float) -> tuple[float, list[float]]:
     return rate(len(lat), time.perf_counter() - t0), lat
 
 
+class Window:
+    """Wall time, process CPU time and garbage collections over exactly the timed part of a
+    measurement: not the harness's set-up, nor its conversion of the latencies afterwards."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+        self.collections = [0, 0, 0]
+
+    def __enter__(self) -> Window:
+        self._gc = [g["collections"] for g in gc.get_stats()]
+        self._cpu, self._wall = time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+        self.collections = [g["collections"] - g0 for g, g0 in zip(gc.get_stats(), self._gc, strict=True)]
+
+
 async def concurrent_callers(
-    model: str, make_input: Callable[[int], np.ndarray], callers: int, seconds: float
+    model: str, make_input: Callable[[int], np.ndarray], callers: int, seconds: float, window: Window | None = None
 ) -> tuple[float, list[float], float]:
     """N coroutines each calling ``predict_detailed`` in a loop; returns rows/s, latencies, mean batch."""
     from tfbatch_django import predict_detailed
 
     stop = time.perf_counter() + seconds
-    lat: list[float] = []
-    sizes: list[int] = []
+    # array.array, not lists: a million floats in a list is a million pointers for every
+    # full garbage collection to walk, a cost of the harness, not of the batcher.
+    lat = array.array("d")
+    sizes = array.array("q")
     inputs = [make_input(i) for i in range(callers)]
 
     async def caller(i: int) -> None:
+        # As lean as bare_round_trips' loop: one clock read per request, which ends one
+        # request's latency and starts the next one's.
         x = inputs[i]
-        while time.perf_counter() < stop:
-            t = time.perf_counter()
+        clock, add_lat, add_size = time.perf_counter, lat.append, sizes.append
+        t = clock()
+        while t < stop:
             result = await predict_detailed(model, x)
-            lat.append(time.perf_counter() - t)
-            sizes.append(result.batch.size)
+            now = clock()
+            add_lat(now - t)
+            add_size(result.batch.size)
+            t = now
 
     await predict_detailed(model, inputs[0])  # load + warm up outside the timing
-    lat.clear()
-    sizes.clear()
-    t0 = time.perf_counter()
-    await asyncio.gather(*(caller(i) for i in range(callers)))
-    return rate(len(lat), time.perf_counter() - t0), lat, statistics.fmean(sizes)
+    del lat[:], sizes[:]
+    with window or Window() as timed:
+        await asyncio.gather(*(caller(i) for i in range(callers)))
+    return rate(len(lat), timed.wall), lat.tolist(), statistics.fmean(sizes)
 
 
-def threaded_callers(model: str, callers: int, seconds: float) -> tuple[float, list[float]]:
+def threaded_callers(
+    model: str, callers: int, seconds: float, window: Window | None = None
+) -> tuple[float, list[float]]:
     from tfbatch_django import predict_sync
 
     x = np.ones((1, 4), np.float32)
@@ -142,16 +171,16 @@ def threaded_callers(model: str, callers: int, seconds: float) -> tuple[float, l
             mine.append(time.perf_counter() - t)
 
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with window or Window() as timed:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     flat = [v for part in lat for v in part]
-    return rate(len(flat), time.perf_counter() - t0), flat
+    return rate(len(flat), timed.wall), flat
 
 
-async def bare_round_trips(tasks: int, seconds: float) -> tuple[float, int]:
+async def bare_round_trips(tasks: int, seconds: float, window: Window | None = None) -> tuple[float, int]:
     """This machine's speed: a bare asyncio future resolved via ``call_soon``; (per second, count)."""
     loop = asyncio.get_running_loop()
     stop = time.perf_counter() + seconds
@@ -166,9 +195,44 @@ async def bare_round_trips(tasks: int, seconds: float) -> tuple[float, int]:
             n += 1
         counts[i] = n
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(tasks)))
-    return sum(counts) / (time.perf_counter() - t0), sum(counts)
+    with window or Window() as timed:
+        await asyncio.gather(*(one(i) for i in range(tasks)))
+    return sum(counts) / timed.wall, sum(counts)
+
+
+def bare_thread_round_trips(threads: int, seconds: float, window: Window | None = None) -> int:
+    """The least a blocking caller can cost here: ``threads`` threads each hand a locked lock
+    to one server thread, which releases it (one wake-up and one GIL hand-off per call,
+    nothing else: no batcher, no model). Returns the number of round trips."""
+    inbox: queue.SimpleQueue[threading.Lock | None] = queue.SimpleQueue()
+    stop = time.perf_counter() + seconds
+    counts = [0] * threads
+
+    def server() -> None:
+        while (lock := inbox.get()) is not None:
+            lock.release()
+
+    def client(i: int) -> None:
+        n = 0
+        while time.perf_counter() < stop:
+            lock = threading.Lock()
+            lock.acquire()
+            inbox.put(lock)
+            lock.acquire()
+            n += 1
+        counts[i] = n
+
+    serving = threading.Thread(target=server)
+    serving.start()
+    clients = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    with window or Window():
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join()
+    inbox.put(None)
+    serving.join()
+    return sum(counts)
 
 
 class Paired:
@@ -189,14 +253,13 @@ class Paired:
         self.lat: list[float] = []
         self.collections = [0, 0, 0]  # garbage collections per generation
 
-    def measure(self, run: Callable[[], tuple[int, list[float]]]) -> None:
-        g0 = [g["collections"] for g in gc.get_stats()]
-        c0, t0 = time.process_time(), time.perf_counter()
-        n, lat = run()
-        self.wall += time.perf_counter() - t0
-        self.cpu += time.process_time() - c0
-        for i, g in enumerate(gc.get_stats()):
-            self.collections[i] += g["collections"] - g0[i]
+    def measure(self, run: Callable[[Window], tuple[int, list[float]]]) -> None:
+        window = Window()
+        n, lat = run(window)
+        self.wall += window.wall
+        self.cpu += window.cpu
+        for i, c in enumerate(window.collections):
+            self.collections[i] += c
         self.requests += n
         self.lat += lat
 
@@ -217,25 +280,27 @@ def overhead_rows(seconds: float, rounds: int = 4) -> list[Paired]:
     for callers in (64, 256, 1024):
         rows.append(Paired(f"no-op model, {callers} async callers"))
     rows.append(Paired("no-op model, 32 threads calling predict_sync()"))
+    rows.append(Paired("bare thread round trip, 32 threads and one server thread (the floor for threads)"))
     sizes: dict[str, list[float]] = {row.name: [] for row in rows}
 
-    def async_run(row: Paired, callers: int) -> Callable[[], tuple[int, list[float]]]:
-        def run() -> tuple[int, list[float]]:
-            _, lat, mean = asyncio.run(concurrent_callers("noop", lambda i: noop_x, callers, seconds / rounds))
+    def async_run(row: Paired, callers: int) -> Callable[[Window], tuple[int, list[float]]]:
+        def run(window: Window) -> tuple[int, list[float]]:
+            _, lat, mean = asyncio.run(concurrent_callers("noop", lambda i: noop_x, callers, seconds / rounds, window))
             sizes[row.name].append(mean)
             return len(lat), lat
 
         return run
 
-    def thread_run() -> tuple[int, list[float]]:
-        _, lat = threaded_callers("noop", 32, seconds / rounds)
+    def thread_run(window: Window) -> tuple[int, list[float]]:
+        _, lat = threaded_callers("noop", 32, seconds / rounds, window)
         return len(lat), lat
 
     for _ in range(rounds):
-        bare.measure(lambda: (asyncio.run(bare_round_trips(256, seconds / rounds))[1], []))
+        bare.measure(lambda window: (asyncio.run(bare_round_trips(256, seconds / rounds, window))[1], []))
         for row, callers in zip(rows[1:4], (64, 256, 1024), strict=True):
             row.measure(async_run(row, callers))
         rows[4].measure(thread_run)
+        rows[5].measure(lambda window: (bare_thread_round_trips(32, seconds / rounds, window), []))
     for row in rows[1:4]:
         row.name += f" (mean batch {statistics.fmean(sizes[row.name]):.0f})"
     return rows
@@ -271,11 +336,14 @@ def print_overhead(noop: list[Paired]) -> None:
             f"| {'/'.join(f'{c / row.requests * 1e4:.1f}' for c in row.collections)} | {p50_s} | {p99_s} |"
         )
     async_1024 = next(row for row in noop if "1024 async" in row.name)
-    threads = next(row for row in noop if "threads" in row.name)
+    threads = next(row for row in noop if "predict_sync" in row.name)
+    floor = next(row for row in noop if "bare thread" in row.name)
     print(
         f"\nPer-request path: 1024 async callers {async_1024.rate / bare.rate * 100:.0f} % of the bare round trip "
         f"(target >= 40 %), 32 threads {threads.rate / bare.rate * 100:.0f} % (target >= 20 %); "
-        f"by CPU time {bare.cpu_us / async_1024.cpu_us * 100:.0f} % and {bare.cpu_us / threads.cpu_us * 100:.0f} %."
+        f"by CPU time {bare.cpu_us / async_1024.cpu_us * 100:.0f} % and {bare.cpu_us / threads.cpu_us * 100:.0f} %.\n"
+        f"Threads' floor: a bare thread round trip runs at {floor.rate / bare.rate * 100:.0f} % of the bare asyncio "
+        f"round trip here; predict_sync() from 32 threads gets {threads.rate / floor.rate * 100:.0f} % of that floor."
     )
     import tfbatch_django
 

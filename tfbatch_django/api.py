@@ -48,13 +48,12 @@ async def predict_detailed(model: str, inputs: Inputs, *, timeout: float | None 
     if type(batcher) is not Batcher:  # a remote model's client: its own predict()
         return await batcher.predict(inputs, timeout=timeout)
     # Batcher.predict, inlined: one coroutine per call instead of two (submit_async).
-    request = batcher.submit_async(inputs, timeout)
-    future = request.future
-    assert future is not None
+    future, request = batcher.submit_async(inputs, timeout)
     try:
         return await future
     except asyncio.CancelledError:
-        request.cancelled = True
+        if request is not None:
+            request.cancelled = True
         raise
 
 

@@ -237,7 +237,10 @@ class Registry:
             return self._handles
 
     def get(self, name: str) -> ModelHandle | RemoteHandle:
-        handle = self.handles().get(name)
+        handles = self._handles  # handles(), inlined: this runs once per prediction
+        if handles is None or self._pid != os.getpid():
+            handles = self.handles()
+        handle = handles.get(name)
         if handle is None:
             known = ", ".join(repr(n) for n in self.handles()) or "none"
             raise ModelNotFound(f"no model named {name!r}; configured models: {known}", model=name)

@@ -57,6 +57,7 @@ class Answers:
             self.to_threads.append((waiter, value, error))
         else:
             assert request.loop is not None
+            # (A GroupRequest's future is its Members, which answers each caller.)
             self.by_loop.setdefault(request.loop, []).extend(
                 (request.future, value if error is None else Failed(error))
             )

@@ -82,10 +82,12 @@ def assemble(
     padded = padded_size(rows, allowed)
     inputs: dict[str, np.ndarray] = {}
     for name, spec in specs.items():
-        parts = [
-            seg.arrays[name] if type(seg) is Request else seg.request.arrays[name][seg.start : seg.stop]
-            for seg in segments
-        ]
+        parts: list[np.ndarray] = []
+        for seg in segments:
+            if type(seg) is Request:
+                parts.append(seg.arrays[name])
+            else:  # a segment of a request, or a group of callers' requests
+                parts += seg.request.rows_of(name, seg.start, seg.stop)
         row_shape = parts[0].shape[1:]
         out = np.empty((padded, *row_shape), dtype=spec.dtype)
         row_bytes = out.itemsize * math.prod(row_shape)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..exceptions import InvalidInput, ModelError, ModelLoadError, Overloaded, TFBatchError
 from .assemble import filler_rows
+from .coalesce import Gatherer
 from .config import MAX_TIMEOUT, BatchConfig
 from .execute import Batch, check_outputs, execute, stage
 from .mailbox import Mailbox
@@ -92,6 +93,12 @@ class Batcher:
             else None
         )
         self._mailbox = Mailbox(name, self.config.max_queue_size, self.stats)
+        #: Deadline-free coroutine callers of a one-input model, gathered per loop iteration:
+        #: arrays of this dtype and row shape, when no default timeout applies.
+        self._gatherer = Gatherer(name, self._fits[0], self._mailbox, self.stats) if self._fits is not None else None
+        self._gathers = self._gatherer is not None and self._default_timeout is None
+        self._gather_dtype = self._fits[1] if self._fits is not None else None
+        self._gather_row = self._fits[2] if self._fits is not None else None
         self._run_queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         #: Runners with a ``stage`` step get a staging thread between scheduler and executors.
         self.staging = stages(runner)
@@ -163,6 +170,8 @@ class Batcher:
 
         Requests still unanswered after ``timeout`` seconds get ``Overloaded``.
         """
+        if self._gatherer is not None:
+            self._gatherer.drain(min(timeout, 1.0))
         self._mailbox.close()
         thread = self._scheduler_thread
         if thread is None:
@@ -185,25 +194,40 @@ class Batcher:
 
     async def predict(self, inputs: Inputs, *, timeout: float | None = None) -> Prediction:
         """Submit rows and await their outputs, from any event loop."""
-        request = self.submit_async(inputs, timeout)
-        future = request.future
-        assert future is not None
+        future, request = self.submit_async(inputs, timeout)
         try:
             return await future
         except asyncio.CancelledError:
-            request.cancelled = True
+            if request is not None:
+                request.cancelled = True
             raise
 
-    def submit_async(self, inputs: Inputs, timeout: float | None = None) -> Request:
-        """``predict``'s first half, for a coroutine that awaits ``request.future`` itself.
+    def submit_async(
+        self, inputs: Inputs, timeout: float | None = None
+    ) -> tuple[asyncio.Future[Prediction], Request | None]:
+        """``predict``'s first half, for a coroutine that awaits the future itself.
 
-        It must set ``request.cancelled`` when that await is cancelled, as ``predict``
-        does. ``api.predict_detailed`` uses it so a call costs one coroutine, not two
-        (bench_batcher: a coroutine is ~0.2 µs, and one more object alive per request
-        in flight for the garbage collector to walk).
+        Returns the future and the ``Request``, whose ``cancelled`` the caller must set
+        when its await is cancelled, as ``predict`` does; the request is None when the
+        call was gathered with others of its loop (``coalesce``), where cancelling the
+        await (which cancels the future) is enough. ``api.predict_detailed`` uses it so
+        a call costs one coroutine, not two (bench_batcher: a coroutine is ~0.2 µs, and
+        one more object alive per request in flight for the garbage collector to walk).
         """
         loop = asyncio.get_running_loop()
-        return self._submit(inputs, timeout, None, loop, loop.create_future())
+        if (
+            timeout is None
+            and self._gathers
+            and type(inputs) is np.ndarray
+            and inputs.ndim
+            and inputs.dtype == self._gather_dtype
+            and inputs.shape[1:] == self._gather_row
+            and inputs.shape[0]
+        ):
+            assert self._gatherer is not None
+            return self._gatherer.add(loop, inputs), None
+        future: asyncio.Future[Prediction] = loop.create_future()
+        return future, self._submit(inputs, timeout, None, loop, future)
 
     def predict_sync(self, inputs: Inputs, *, timeout: float | None = None) -> Prediction:
         """Submit rows and block this thread until their outputs (or an error) are in."""

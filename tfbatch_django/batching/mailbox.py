@@ -54,20 +54,22 @@ class Mailbox:
     # -- callers and executors
 
     def post(self, request: Request) -> str | None:
-        """Queue a caller's request; returns why it was refused, or None."""
+        """Queue a caller's request; returns why it was refused, or None.
+
+        A ``GroupRequest`` counts as its ``count`` requests, and is refused whole when
+        they do not all fit (``coalesce.Gatherer`` posts only as many as fit).
+        """
         deadline = request.deadline
+        count = request.count
         with self.lock:
             if self.closing or not self.open:
                 return f"model {self.name!r} is not serving (shutting down)"
-            if self.depth >= self.max_queue_size:
-                return (
-                    f"model {self.name!r} is overloaded: {self.depth} requests queued "
-                    f"(MAX_QUEUE_SIZE={self.max_queue_size}); retry later"
-                )
+            if self.depth + count > self.max_queue_size:
+                return self._overloaded()
             self._inbox.append(request)
             if self.stats is not None:
-                self.stats.requests += 1
-            self.depth += 1
+                self.stats.requests += count
+            self.depth += count
             self.queued_rows += request.rows
             rule = self._rule
             wake = rule is not None and rule.wakes(self.queued_rows, self.depth, deadline)
@@ -80,6 +82,26 @@ class Mailbox:
         if wake:
             self._wake.put(None)
         return None
+
+    def count_accepted(self, requests: int) -> None:
+        """Count requests as accepted that never reach the queue (``coalesce``: their
+        callers gave up before their group was posted; they end as cancelled)."""
+        with self.lock:
+            if self.stats is not None:
+                self.stats.requests += requests
+
+    def refusal(self) -> str:
+        """Why a request would be refused now (``coalesce.Gatherer``, past the queue limit)."""
+        with self.lock:
+            if self.closing or not self.open:
+                return f"model {self.name!r} is not serving (shutting down)"
+            return self._overloaded()
+
+    def _overloaded(self) -> str:
+        return (
+            f"model {self.name!r} is overloaded: {self.depth} requests queued "
+            f"(MAX_QUEUE_SIZE={self.max_queue_size}); retry later"
+        )
 
     def post_finished(self, batch: Batch) -> None:
         with self.lock:
@@ -113,6 +135,12 @@ class Mailbox:
         with self.lock:
             self.depth -= requests
             self.queued_rows -= rows
+
+    def requeue(self, requests: int, rows: int) -> None:
+        """Requests and rows back in the queue (a group broken up into its members)."""
+        with self.lock:
+            self.depth += requests
+            self.queued_rows += rows
 
     def sleep(self, wake_at: float, rule: WakeRule) -> None:
         """Block until ``wake_at`` (perf_counter time) or an arrival ``rule`` says is news."""

@@ -209,7 +209,19 @@ class AdaptivePolicy(DispatchPolicy):
         # ArrivalTracker.observe, inlined: this runs once per request.
         tracker, max_gap = self.arrivals, self.max_latency
         alpha, gap, last = tracker.alpha, tracker.gap, tracker.last
-        for t in submit_times:
+        times = iter(submit_times)
+        if last is not None and gap is not None:
+            # The usual state, with fewer tests per arrival (the same arithmetic).
+            keep = 1 - alpha
+            for t in times:
+                d = t - last
+                if d > 0:
+                    if d <= max_gap:
+                        gap += alpha * (d - gap)
+                    last = t
+                elif -d <= max_gap:
+                    gap *= keep
+        for t in times:
             if last is None or t > last:
                 if last is not None and t - last <= max_gap:
                     gap = t - last if gap is None else gap + alpha * (t - last - gap)

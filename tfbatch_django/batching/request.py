@@ -100,6 +100,8 @@ class Request:
 
     #: As a segment: the request's rows from the first (see ``stop``).
     start = 0
+    #: How many callers' requests this is (``coalesce.GroupRequest``: several).
+    count = 1
 
     __slots__ = (
         "arrays",
@@ -141,6 +143,11 @@ class Request:
         self.taken = 0  # rows handed to batches so far (all of them once answered)
         self.split: Split | None = None
         self.offset = 0  # as its own segment: where its rows start in the batch
+
+    def rows_of(self, name: str, start: int, stop: int) -> list[np.ndarray]:
+        """Input ``name``'s rows ``start:stop``, as arrays to copy into a batch in order."""
+        arr = self.arrays[name]
+        return [arr if (start == 0 and stop == arr.shape[0]) else arr[start:stop]]
 
     @property
     def request(self) -> Request:

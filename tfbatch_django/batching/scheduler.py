@@ -27,6 +27,7 @@ import numpy as np
 from ..exceptions import ModelError, PredictTimeout, TFBatchError
 from .answers import Answers
 from .assemble import Part, Segment, assemble
+from .coalesce import GroupRequest, member_queue_ms
 from .config import BatchConfig
 from .deadlines import Deadlines
 from .execute import Batch, Outcome, left_out
@@ -66,6 +67,7 @@ class Scheduler:
         self._keyed = not all(s.fully_defined for s in specs.values())
         self._pending: deque[Request] = deque()
         self._pending_rows = 0
+        self._queued = 0  # callers' requests in _pending (a GroupRequest counts as its members)
         self._deadlines = Deadlines()
         self._outstanding = 0
         self.policy = policy or AdaptivePolicy.from_config(config)
@@ -117,7 +119,7 @@ class Scheduler:
         return QueueView(
             now,
             self._pending_rows,
-            len(pending),
+            self._queued,
             pending[0].t_submit if pending else None,
             self._outstanding,
             len(self._running),
@@ -138,17 +140,30 @@ class Scheduler:
         cancelled = [r.cancelled for r in inbox]  # read once: a caller may set it meanwhile
         if True in cancelled:
             for request, gone in zip(inbox, cancelled, strict=True):
-                if gone:
+                if gone:  # a caller's own request (a group is never cancelled whole)
                     self._outstanding += 1
+                    self._queued += 1
                     self._pending_rows += request.rows
                     self._finish(request, None, None, cancelled=True)
             inbox = [r for r, gone in zip(inbox, cancelled, strict=True) if not gone]
         self._pending.extend(inbox)
         self._pending_rows += sum([r.rows for r in inbox])
-        self._outstanding += len(inbox)
+        counts = [r.count for r in inbox]
+        callers = sum(counts)
+        self._outstanding += callers
+        self._queued += callers
         for request in [r for r in inbox if r.deadline is not None]:
             self._deadlines.add(request)
-        self.policy.on_arrivals([r.t_submit for r in inbox], self._outstanding, now)
+        if callers == len(inbox):
+            arrivals = [r.t_submit for r in inbox]
+        else:  # groups: each member's own arrival
+            arrivals = []
+            for request in inbox:
+                if type(request) is GroupRequest:
+                    arrivals += request.members.t_submits
+                else:
+                    arrivals.append(request.t_submit)
+        self.policy.on_arrivals(arrivals, self._outstanding, now)
 
     def _dispatch(self, now: float, closing: bool) -> float:
         """Send every batch the policy allows; return when to decide again."""
@@ -200,16 +215,25 @@ class Scheduler:
                     fit = bisect_right(ends, room)
                     run, total = run[:fit], (ends[fit - 1] if fit else 0)
                 if run:
-                    for r in run:
-                        r.taken = r.rows
                     for _ in range(len(run)):
                         popleft()
+                    groups = [r for r in run if type(r) is GroupRequest]
+                    if groups:  # their callers who gave up meanwhile stay out of the batch
+                        for group in groups:
+                            self._prune(group)
+                        if [g for g in groups if g.done]:
+                            run = [r for r in run if not r.done]
+                        total = sum([r.rows for r in run])
+                    for r in run:
+                        r.taken = r.rows
                     segments += run
                     rows += total
-                    dispatched += len(run)
+                    dispatched += sum([r.count for r in run])
                     if not pending or rows >= limit:
                         break
             request = popleft()
+            if type(request) is GroupRequest:
+                self._prune(request)
             if request.done or request.cancelled:
                 if not request.done:
                     self._finish(request, None, None, cancelled=True)
@@ -225,6 +249,12 @@ class Scheduler:
                     continue
             taken = request.taken
             n = request.rows - taken
+            if n > limit - rows and type(request) is GroupRequest:
+                # Cut between callers: the ones that fit now, the rest at the front.
+                head, tail = request.cut(limit - rows)
+                if tail is not None:
+                    pending.appendleft(tail)
+                request, n = head, head.rows
             if taken == 0 and n <= limit - rows:
                 segments.append(request)  # all of it: the request is its own segment
             else:
@@ -236,10 +266,11 @@ class Scheduler:
             if taken + n < request.rows:
                 pending.appendleft(request)  # the rest goes in the next batch
                 break
-            dispatched += 1
+            dispatched += request.count
         if skipped:
             self._pending.extendleft(reversed(skipped))
         self._pending_rows -= rows
+        self._queued -= dispatched
         self.mailbox.unqueue(dispatched, rows)  # one lock round for the whole batch
         return segments
 
@@ -386,12 +417,70 @@ class Scheduler:
                 part, info = merged
                 assert request.split is not None
                 queue_s = request.split.queue_s
+            if type(request) is GroupRequest:
+                self._answer_group(request, Prediction(part, info), queue_s, waits, submits)
+                continue
             self._answer(request, Prediction(part, info), None)
             part_waits.append(queue_s)
             part_submits.append(request.t_submit)
         if part_waits:
             waits.append(np.array(part_waits))
             submits.append(np.array(part_submits))
+
+    def _answer_group(
+        self,
+        group: GroupRequest,
+        value: Prediction,
+        queue_s: float,
+        waits: list[np.ndarray],
+        submits: list[np.ndarray],
+    ) -> None:
+        """Answer a group's members (on their loop); count them each, cancelled ones apart."""
+        group.members.queue_ms = member_queue_ms(group, queue_s)
+        gone = group.cancelled_flags()
+        self._answer(group, value, None)
+        t_submit = np.asarray(group.members.t_submits)
+        member_waits = queue_s - (t_submit - t_submit[0])
+        if True in gone:
+            live = ~np.asarray(gone)
+            self.stats.record_request("cancelled", count=len(gone) - int(live.sum()))
+            t_submit, member_waits = t_submit[live], member_waits[live]
+        waits.append(member_waits)
+        submits.append(t_submit)
+
+    def _prune(self, group: GroupRequest) -> None:
+        """Before its batch: drop a queued group's cancelled members (their rows never run)."""
+        if group.done:
+            return
+        dropped, rows = group.prune()
+        if not dropped:
+            return
+        self._outstanding -= dropped
+        self._queued -= dropped
+        self._pending_rows -= rows
+        self.mailbox.unqueue(dropped, rows)
+        self.stats.record_request("cancelled", count=dropped)
+        if not group.count:
+            group.done = True  # nobody left: popped and skipped like any answered request
+
+    def _explode(self, group: GroupRequest) -> None:
+        """Break a group up into its members, back at the front of the queue.
+
+        A model call failed with the group in it: run its members again one by one, so
+        bisection isolates the bad rows and only their callers get the error. The group
+        ends with no outcome of its own (its members get theirs); the counts move over.
+        """
+        remaining = group.rows - group.taken
+        group.done = True
+        if remaining:  # part of it was still queued (a group split over batches)
+            self._pending_rows -= remaining
+            self._queued -= group.count
+            self.mailbox.unqueue(group.count, remaining)
+        members = group.split_up()
+        self._pending.extendleft(reversed(members))
+        self._pending_rows += group.rows
+        self._queued += group.count
+        self.mailbox.requeue(group.count, group.rows)
 
     def _fail_segments(self, outcome: Outcome) -> None:
         err = outcome.error
@@ -401,6 +490,9 @@ class Scheduler:
                 continue
             if request.cancelled:
                 self._finish(request, None, None, cancelled=True)
+                continue
+            if type(request) is GroupRequest and not isinstance(err, PredictTimeout | ModelError):
+                self._explode(request)
                 continue
             error: TFBatchError
             if isinstance(err, PredictTimeout | ModelError):  # raised as such by the runner
@@ -444,22 +536,24 @@ class Scheduler:
             return
         if cancelled:
             self._answer(request, None, None, deliver=False)  # nobody is waiting for an answer
-            self.stats.record_request("cancelled")
+            self.stats.record_request("cancelled", count=request.count)
             return
         self._answer(request, value, error)
-        self.stats.record_request("timeout" if isinstance(error, PredictTimeout) else "error")
+        self.stats.record_request("timeout" if isinstance(error, PredictTimeout) else "error", count=request.count)
 
     def _answer(
         self, request: Request, value: Prediction | None, error: BaseException | None, *, deliver: bool = True
     ) -> None:
         """Mark ``request`` answered (exactly once) and hand the answer to its caller."""
         request.done = True
-        self._outstanding -= 1
+        count = request.count
+        self._outstanding -= count
         remaining = request.rows - request.taken
         if remaining:  # still (partly) queued: it leaves the queue now
             self._pending_rows -= remaining
+            self._queued -= count
             request.taken = request.rows
-            self.mailbox.unqueue(1, remaining)
+            self.mailbox.unqueue(count, remaining)
         if not deliver:
             return
         self._answers.add(request, value, error)

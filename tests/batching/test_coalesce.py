@@ -1,0 +1,225 @@
+"""Coroutine callers gathered per event-loop iteration: one posted request, each caller's own outcome.
+
+The fake model doubles its input (``GatedModel``), so every answer can be checked against
+the caller's own rows; the accounting invariant runs after every test (conftest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from tests.batching.test_batcher import occupy, rows, wait_until
+from tests.fakes import GatedModel
+from tfbatch_django.batching import CallableRunner
+from tfbatch_django.batching.coalesce import GroupRequest
+from tfbatch_django.exceptions import ModelError, Overloaded
+
+
+def count_posts(batcher, monkeypatch) -> list[int]:
+    """Record, for each request posted to the batcher's mailbox, how many callers it holds."""
+    posted: list[int] = []
+    post = batcher._mailbox.post
+
+    def spy(request):
+        posted.append(request.count)
+        return post(request)
+
+    monkeypatch.setattr(batcher._mailbox, "post", spy)
+    return posted
+
+
+async def test_callers_of_one_iteration_are_posted_as_one_request(make_batcher, monkeypatch):
+    model = GatedModel()
+    batcher = make_batcher(model, max_batch_size=64)
+    posted = count_posts(batcher, monkeypatch)
+    results = await asyncio.gather(*(batcher.predict(rows(i)) for i in range(40)))
+    assert posted == [40]
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result.outputs["y"], rows(i) * 2)
+        np.testing.assert_array_equal(result.outputs["sum"], [3.0 * i])
+        assert result.batch.size == 40
+    assert batcher.snapshot()["requests"] == 40
+    assert batcher.snapshot()["completed"] == 40
+
+
+async def test_each_member_has_its_own_queue_time(make_batcher):
+    batcher = make_batcher(GatedModel(), max_batch_size=64)
+    results = await asyncio.gather(*(batcher.predict(rows(i)) for i in range(20)))
+    waits = [r.batch.queue_ms for r in results]
+    # Members are submitted one after the other: the first waited longest.
+    assert waits == sorted(waits, reverse=True)
+    assert all(w >= 0 for w in waits)
+
+
+async def test_requests_with_a_deadline_or_to_be_cast_go_one_by_one(make_batcher, monkeypatch):
+    batcher = make_batcher(GatedModel(), max_batch_size=64)
+    posted = count_posts(batcher, monkeypatch)
+    await asyncio.gather(
+        batcher.predict(rows(1), timeout=5),
+        batcher.predict(rows(2).astype(np.float64)),  # cast in assemble: not gathered
+        batcher.predict([[3.0, 3.0, 3.0]]),
+        batcher.predict(rows(4)),
+    )
+    assert sorted(posted) == [1, 1, 1, 1]
+
+
+async def test_a_group_that_does_not_fit_is_cut_and_fills_the_batches(make_batcher):
+    model = GatedModel()
+    batcher = make_batcher(model, max_batch_size=8)
+    running = await occupy(model, batcher)
+    sizes = [3, 2, 4, 1, 5, 2]  # 17 rows, one group: batches of 8, 8, 1
+    tasks = [asyncio.ensure_future(batcher.predict(rows(*([float(i)] * n)))) for i, n in enumerate(sizes)]
+    await wait_until(lambda: batcher.snapshot()["requests"] == 1 + len(sizes))
+    model.release()
+    await running
+    results = await asyncio.gather(*tasks)
+    assert model.sizes[1:] == [8, 8, 1]
+    for i, (n, result) in enumerate(zip(sizes, results, strict=True)):
+        np.testing.assert_array_equal(result.outputs["y"], rows(*([float(i)] * n)) * 2)
+    # Callers ride whole in one batch, except where one had to be cut to fill a batch.
+    assert [r.batch.batches for r in results] == [1, 1, 2, 1, 1, 2]
+
+
+async def test_a_member_bigger_than_a_batch_is_cut_over_batches(make_batcher):
+    model = GatedModel()
+    batcher = make_batcher(model, max_batch_size=4)
+    running = await occupy(model, batcher)
+    big = rows(*[float(v) for v in range(10)])
+    tasks = [asyncio.ensure_future(batcher.predict(x)) for x in (rows(100), big, rows(200))]
+    await wait_until(lambda: batcher.snapshot()["requests"] == 4)
+    model.release()
+    await running
+    small, whole, last = await asyncio.gather(*tasks)
+    np.testing.assert_array_equal(whole.outputs["y"], big * 2)
+    assert whole.batch.batches == 3
+    np.testing.assert_array_equal(small.outputs["y"], rows(100) * 2)
+    np.testing.assert_array_equal(last.outputs["y"], rows(200) * 2)
+    assert sum(model.sizes[1:]) == 12
+
+
+async def test_a_member_cancelled_before_its_group_is_posted_is_counted_cancelled(make_batcher):
+    model = GatedModel()
+    batcher = make_batcher(model, max_batch_size=64)
+    doomed = asyncio.ensure_future(batcher.predict(rows(13)))
+    kept = asyncio.ensure_future(batcher.predict(rows(14)))
+    await asyncio.sleep(0)  # both submitted; the group is posted at the end of this iteration
+    doomed.cancel()
+    result = await kept
+    np.testing.assert_array_equal(result.outputs["y"], rows(14) * 2)
+    assert 13 not in np.concatenate(model.batches)[:, 0]
+    await wait_until(lambda: batcher.snapshot()["cancelled"] == 1)
+    assert batcher.snapshot()["requests"] == 2
+
+
+async def test_a_queued_member_cancelled_never_reaches_the_model(make_batcher):
+    model = GatedModel()
+    batcher = make_batcher(model, max_batch_size=64)
+    running = await occupy(model, batcher)
+    tasks = [asyncio.ensure_future(batcher.predict(rows(v))) for v in (21, 22, 23)]
+    await wait_until(lambda: batcher.queue_depth() == 3)
+    tasks[1].cancel()
+    await asyncio.sleep(0)
+    model.release()
+    await running
+    first, last = await asyncio.gather(tasks[0], tasks[2])
+    assert 22 not in np.concatenate(model.batches)[:, 0]
+    assert first.batch.size == last.batch.size == 2
+    await wait_until(lambda: batcher.snapshot()["cancelled"] == 1)
+
+
+async def test_a_poisonous_member_fails_alone(make_batcher):
+    model = GatedModel(poison=-1.0)
+    batcher = make_batcher(model, max_batch_size=64)
+    values = [1.0, 2.0, -1.0, 4.0, 5.0, 6.0, 7.0]
+    outcomes = await asyncio.gather(*(batcher.predict(rows(v)) for v in values), return_exceptions=True)
+    for value, outcome in zip(values, outcomes, strict=True):
+        if value == -1.0:
+            assert isinstance(outcome, ModelError)
+            assert "poisoned row" in str(outcome)
+        else:
+            np.testing.assert_array_equal(outcome.outputs["y"], rows(value) * 2)
+    await wait_until(lambda: batcher.snapshot()["errors"] == 1)
+    assert batcher.snapshot()["completed"] == 6
+
+
+async def test_a_whole_batch_failure_reaches_every_member_as_its_own_exception(make_batcher):
+    def broken(x):
+        raise ModelError("engine unreachable")
+
+    runner = CallableRunner(broken, inputs={"x": ("float32", (None, 3))}, outputs=("y",))
+    batcher = make_batcher(runner, max_batch_size=64)
+    outcomes = await asyncio.gather(*(batcher.predict(rows(i)) for i in range(5)), return_exceptions=True)
+    assert all(isinstance(o, ModelError) and "engine unreachable" in str(o) for o in outcomes)
+    assert len({id(o) for o in outcomes}) == 5  # one exception object per caller
+    await wait_until(lambda: batcher.snapshot()["errors"] == 5)
+
+
+async def test_a_full_queue_takes_who_fits_and_refuses_the_rest(make_batcher):
+    model = GatedModel()
+    batcher = make_batcher(model, max_batch_size=1, max_queue_size=6)
+    running = await occupy(model, batcher)
+    await wait_until(lambda: batcher.queue_depth() == 0)
+    tasks = [asyncio.ensure_future(batcher.predict(rows(v))) for v in range(10)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    model.release()
+    await running
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    refused = [o for o in outcomes if isinstance(o, Overloaded)]
+    assert len(refused) == 4
+    assert all("MAX_QUEUE_SIZE=6" in str(o) for o in refused)
+    assert [o.outputs["y"][0, 0] for o in outcomes[:6]] == [0, 2, 4, 6, 8, 10]
+    snap = batcher.snapshot()
+    assert snap["rejected"] == 4
+    assert snap["requests"] == 7  # the occupying request and the 6 that fitted
+
+
+async def test_multi_row_members_with_several_outputs(make_batcher):
+    batcher = make_batcher(GatedModel(width=2), max_batch_size=64)
+    inputs = [rows(*([float(i)] * (i % 3 + 1)), width=2) for i in range(9)]
+    results = await asyncio.gather(*(batcher.predict(x) for x in inputs))
+    for x, result in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(result.outputs["y"], x * 2)
+        np.testing.assert_array_equal(result.outputs["sum"], x.sum(axis=1))
+
+
+async def test_callers_on_different_loops_are_gathered_apart(make_batcher):
+    batcher = make_batcher(GatedModel(), max_batch_size=64)
+
+    def on_its_own_loop(base: float) -> list[float]:
+        async def burst() -> list[float]:
+            results = await asyncio.gather(*(batcher.predict(rows(base + i)) for i in range(5)))
+            return [float(r.outputs["y"][0, 0]) for r in results]
+
+        return asyncio.run(burst())
+
+    a, b = await asyncio.gather(asyncio.to_thread(on_its_own_loop, 0.0), asyncio.to_thread(on_its_own_loop, 100.0))
+    assert a == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert b == [200.0, 202.0, 204.0, 206.0, 208.0]
+
+
+def test_group_cut_keeps_every_caller_once():
+    loop = asyncio.new_event_loop()
+    try:
+        arrays = [np.zeros((n, 2), np.float32) for n in (2, 3, 1, 4)]
+        futures = [loop.create_future() for _ in arrays]
+        group = GroupRequest("x", arrays, futures, [1.0, 2.0, 3.0, 4.0], loop)
+        head, tail = group.cut(6)
+        assert isinstance(head, GroupRequest) and head.count == 3 and head.rows == 6
+        assert tail is not None and tail.count == 1 and tail.rows == 4
+        lone, rest = group.cut(1)  # not even the first (2 rows) fits: it comes off alone
+        assert type(lone) is not GroupRequest and lone.rows == 2 and lone.future is futures[0]
+        assert rest is not None and rest.count == 3 and rest.rows == 8
+        assert [p.shape[0] for p in group.rows_of("x", 1, 6)] == [1, 3, 1]
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("callers", [1, 2, 255, 256, 257, 700])
+async def test_any_number_of_callers_each_get_their_rows(make_batcher, callers):
+    batcher = make_batcher(GatedModel(), max_batch_size=256, max_queue_size=1000)
+    results = await asyncio.gather(*(batcher.predict(rows(i)) for i in range(callers)))
+    assert [float(r.outputs["y"][0, 0]) for r in results] == [2.0 * i for i in range(callers)]

@@ -1,0 +1,319 @@
+"""Coroutine callers on one event loop, gathered into one request per loop iteration.
+
+A server's event loop handles a burst of messages in one iteration: with many clients,
+hundreds of coroutines call ``predict()`` between two of its ``select`` calls. Each used
+to cost the batcher a ``Request``, a locked post to the mailbox, and its own pass through
+every step of the scheduler. Gathered, they cost a future and three list appends on the
+loop; the scheduler sees one ``GroupRequest`` per loop iteration, and the loop cuts the
+answers apart when they come back (bench_batcher, "no-op model" rows: the batcher's cost
+per request, against a bare asyncio round trip measured in the same run).
+
+Nothing is delayed: the group is posted by a callback the first member schedules with
+``call_soon``, which runs in that same iteration, after the coroutines that were ready.
+Only requests that can share every step are gathered: one array that already fits the
+model's single input (dtype and row shape), and no deadline. Everything else goes the
+usual way, one ``Request`` each. Each member keeps its own outcome: a member cancelled
+by its caller is dropped (and counted as cancelled), and when a model call fails, the
+group is broken up into its members, which are run again one by one, so that bisection
+finds the bad rows and only their callers get the error (``Scheduler._explode``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from bisect import bisect_right
+from itertools import accumulate, repeat
+
+import numpy as np
+
+from ..exceptions import Overloaded
+from .mailbox import Mailbox
+from .request import BatchInfo, Prediction, Request
+from .stats import BatcherStats
+
+__all__ = ["Gatherer", "GroupRequest", "Members", "fresh_error", "member_queue_ms"]
+
+logger = logging.getLogger("tfbatch_django.batching")
+
+_NO_ARRAYS: dict[str, np.ndarray] = {}
+
+
+def fresh_error(error: BaseException) -> BaseException:
+    """A copy of ``error`` for one more caller: an exception raised in several tasks
+    would collect all their tracebacks."""
+    try:
+        clone = copy.copy(error)
+    except Exception:  # noqa: BLE001 - an exotic exception: share it rather than lose it
+        return error
+    clone.__cause__ = error.__cause__
+    return clone
+
+
+class Members:
+    """A group's callers: their futures, and how to answer them on their event loop.
+
+    ``deliver_async`` treats it as it treats a future: ``done``, ``set_result``,
+    ``set_exception``; each member is answered with its own rows and ``BatchInfo``.
+    """
+
+    __slots__ = ("futures", "queue_ms", "sizes", "t_submits")
+
+    def __init__(self, futures: list[asyncio.Future[Prediction]], t_submits: list[float], sizes: list[int] | None):
+        self.futures = futures
+        self.t_submits = t_submits
+        #: Rows per member, or None when every member has one row (the usual case).
+        self.sizes = sizes
+        #: Each member's queue time, set by the scheduler when it answers the group.
+        self.queue_ms: list[float] = []
+
+    def done(self) -> bool:
+        return False  # each member is checked on its own
+
+    def set_result(self, prediction: Prediction) -> None:
+        outputs, info = prediction
+        items = list(outputs.items())
+        if self.sizes is None:  # one row each: numpy cuts the views
+            if len(items) == 1:
+                name, out = items[0]
+                parts = [{name: v} for v in out[:, None]]
+            else:
+                keys = [k for k, _ in items]
+                parts = [dict(zip(keys, row, strict=True)) for row in zip(*(v[:, None] for _, v in items), strict=True)]
+        else:
+            ends = list(accumulate(self.sizes))
+            starts = [0, *ends[:-1]]
+            parts = [{k: v[a:b] for k, v in items} for a, b in zip(starts, ends, strict=True)]
+        new_tuple = tuple.__new__
+        infos = map(
+            new_tuple,
+            repeat(BatchInfo),
+            zip(repeat(info.size), repeat(info.padded_size), self.queue_ms, repeat(info.run_ms), repeat(info.batches)),
+        )
+        values = map(new_tuple, repeat(Prediction), zip(parts, infos, strict=False))  # infos: one per member
+        for future, value in zip(self.futures, values, strict=False):
+            try:  # noqa: SIM105 - free in 3.11, where contextlib.suppress costs a call per member
+                future.set_result(value)
+            except asyncio.InvalidStateError:  # cancelled by its caller meanwhile
+                pass
+
+    def set_exception(self, error: BaseException) -> None:
+        for future in self.futures:
+            if not future.done():
+                future.set_exception(fresh_error(error))
+
+
+class GroupRequest(Request):
+    """Requests of one event loop's coroutines, posted together (see the module docstring).
+
+    To the scheduler it is one request of ``rows`` rows that counts as ``count`` requests
+    (queue limit, statistics, outstanding). Its ``future`` is its ``Members``.
+    """
+
+    __slots__ = ("count", "input", "members", "parts")
+
+    def __init__(
+        self,
+        input_name: str,
+        arrays: list[np.ndarray],
+        futures: list[asyncio.Future[Prediction]],
+        t_submits: list[float],
+        loop: asyncio.AbstractEventLoop,
+        sizes: list[int] | None = None,
+        rows: int | None = None,
+    ) -> None:
+        if rows is None:  # else ``sizes`` (None: one row each) and ``rows`` are known (``cut``)
+            row_counts = [a.shape[0] for a in arrays]
+            rows = sum(row_counts)
+            sizes = None if rows == len(futures) else row_counts
+        members = Members(futures, t_submits, sizes)
+        super().__init__(_NO_ARRAYS, rows, None, t_submits[0], None, None, loop, members)  # type: ignore[arg-type]
+        self.input = input_name
+        self.parts = arrays
+        self.members = members
+        self.count = len(futures)
+
+    def rows_of(self, name: str, start: int, stop: int) -> list[np.ndarray]:
+        if start == 0 and stop == self.rows:
+            return self.parts
+        sizes = self.members.sizes
+        if sizes is None:
+            return self.parts[start:stop]
+        parts: list[np.ndarray] = []
+        at = 0
+        for arr, n in zip(self.parts, sizes, strict=True):
+            lo, hi = max(start - at, 0), min(stop - at, n)
+            if lo < hi:
+                parts.append(arr if (lo == 0 and hi == n) else arr[lo:hi])
+            at += n
+            if at >= stop:
+                break
+        return parts
+
+    def cut(self, room: int) -> tuple[Request, GroupRequest | None]:
+        """Split off the members whose rows fit in ``room``: (them, the rest).
+
+        Groups are cut between members, so each caller's rows ride in one batch and its
+        ``BatchInfo`` is its own batch's. When not even the first member fits, it comes
+        off alone, as a plain request the scheduler may cut over batches as usual.
+        """
+        members = self.members
+        sizes = members.sizes
+        futures, t_submits, loop, parts = members.futures, members.t_submits, self.loop, self.parts
+        assert loop is not None
+        if sizes is None:  # one row each
+            fit = min(room, self.count)
+            head_sizes = tail_sizes = None
+            head_rows, tail_rows = fit, self.count - fit
+        else:
+            ends = list(accumulate(sizes))
+            fit = bisect_right(ends, room)
+            head_sizes, tail_sizes = sizes[: max(fit, 1)], sizes[max(fit, 1) :]
+            head_rows = ends[max(fit, 1) - 1]
+            tail_rows = self.rows - head_rows
+        head: Request
+        if fit:
+            head = GroupRequest(self.input, parts[:fit], futures[:fit], t_submits[:fit], loop, head_sizes, head_rows)
+        else:
+            fit = 1
+            head = self.split_up_one(0)
+        if fit == self.count:
+            return head, None
+        tail = GroupRequest(self.input, parts[fit:], futures[fit:], t_submits[fit:], loop, tail_sizes, tail_rows)
+        return head, tail
+
+    def prune(self) -> tuple[int, int]:
+        """Drop the members whose callers gave up; returns how many, and their rows."""
+        gone = self.cancelled_flags()
+        if True not in gone:
+            return 0, 0
+        members = self.members
+        sizes = members.sizes or [1] * self.count
+        keep = [i for i, g in enumerate(gone) if not g]
+        dropped_rows = self.rows - sum(sizes[i] for i in keep)
+        self.parts = [self.parts[i] for i in keep]
+        members.futures = [members.futures[i] for i in keep]
+        members.t_submits = [members.t_submits[i] for i in keep]
+        if members.sizes is not None:
+            members.sizes = [sizes[i] for i in keep]
+        dropped = self.count - len(keep)
+        self.count = len(keep)
+        self.rows -= dropped_rows
+        if keep:
+            self.t_submit = members.t_submits[0]
+        return dropped, dropped_rows
+
+    def cancelled_flags(self) -> list[bool]:
+        """Which members' callers gave up (read on the scheduler thread)."""
+        return [f.cancelled() for f in self.members.futures]
+
+    def split_up(self) -> list[Request]:
+        """The members as requests of their own (after a failed model call)."""
+        return [self.split_up_one(i) for i in range(self.count)]
+
+    def split_up_one(self, i: int) -> Request:
+        """Member ``i`` as a request of its own."""
+        arr, future, t_submit = self.parts[i], self.members.futures[i], self.members.t_submits[i]
+        request = Request({self.input: arr}, arr.shape[0], None, t_submit, None, None, self.loop, future)
+        request.cancelled = future.cancelled()
+        return request
+
+
+class _Open:
+    """The group an event loop is gathering during its current iteration."""
+
+    __slots__ = ("arrays", "futures", "t_submits")
+
+    def __init__(self) -> None:
+        self.arrays: list[np.ndarray] = []
+        self.futures: list[asyncio.Future[Prediction]] = []
+        self.t_submits: list[float] = []
+
+
+class Gatherer:
+    """One batcher's open groups, one per event loop; each posted at the end of its iteration."""
+
+    def __init__(self, name: str, input_name: str, mailbox: Mailbox, stats: BatcherStats) -> None:
+        self.name = name
+        self.input = input_name
+        self.mailbox = mailbox
+        self.stats = stats
+        #: Touched only by each loop's own thread, for its own key.
+        self._open: dict[asyncio.AbstractEventLoop, _Open] = {}
+
+    def add(self, loop: asyncio.AbstractEventLoop, array: np.ndarray) -> asyncio.Future[Prediction]:
+        """Gather ``array`` (already checked) into ``loop``'s group; its caller's future."""
+        future: asyncio.Future[Prediction] = loop.create_future()
+        group = self._open.get(loop)
+        if group is None:
+            group = self._open[loop] = _Open()
+            loop.call_soon(self.flush, loop)
+        group.arrays.append(array)
+        group.futures.append(future)
+        group.t_submits.append(time.perf_counter())
+        return future
+
+    def drain(self, timeout: float) -> None:
+        """Before the batcher closes: see every open group posted (bounded by ``timeout``).
+
+        Their callers called ``predict()`` before ``close()``, so they are served, not
+        refused. The calling thread's own loop is flushed here (it cannot run its
+        callback while we block); other running loops get ``timeout`` to run theirs.
+        """
+        own = asyncio.events._get_running_loop()
+        if own is not None and own in self._open:
+            self.flush(own)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if not any(loop.is_running() for loop in list(self._open)):
+                return
+            time.sleep(0.001)
+
+    def flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Post ``loop``'s group (on that loop, once per iteration). Never raises."""
+        group = self._open.pop(loop, None)
+        if group is None:
+            return
+        futures = group.futures
+        try:
+            # Members whose callers gave up already are posted all the same: the
+            # scheduler drops them before their batch and counts them as cancelled.
+            room = self.mailbox.max_queue_size - self.mailbox.depth  # a hint; post() decides
+            if room < len(futures):  # the queue is nearly full: who fits goes, the rest is refused
+                fit = max(room, 0)
+                self._refuse(futures[fit:], self.mailbox.refusal())
+                del group.arrays[fit:], futures[fit:], group.t_submits[fit:]
+                if not futures:
+                    return
+            request = GroupRequest(self.input, group.arrays, futures, group.t_submits, loop)
+            refusal = self.mailbox.post(request)
+            if refusal is not None:
+                self._refuse(futures, refusal)
+        except BaseException as exc:  # never leave a caller waiting
+            logger.exception("model %r: could not post gathered requests", self.name)
+            for future in futures:
+                if not future.done():
+                    future.set_exception(fresh_error(exc))
+
+    def _refuse(self, futures: list[asyncio.Future[Prediction]], reason: str) -> None:
+        """Refuse ``futures``: ``Overloaded``, except to callers who already gave up
+        (accepted and cancelled, as if their request had been posted)."""
+        gone = sum([f.cancelled() for f in futures])
+        if gone:
+            self.mailbox.count_accepted(gone)
+            self.stats.record_request("cancelled", count=gone)
+        if len(futures) > gone:
+            self.stats.record_request("overloaded", count=len(futures) - gone)
+        for future in futures:
+            if not future.done():
+                future.set_exception(Overloaded(reason, model=self.name))
+
+
+def member_queue_ms(group: GroupRequest, group_queue_s: float) -> list[float]:
+    """Each member's queue time in ms (rounded to the µs), from the group's (its first member's)."""
+    t = np.asarray(group.members.t_submits)
+    queue_s = group_queue_s - (t - t[0])
+    result: list[float] = (np.floor(queue_s * 1e6 + 0.5) / 1e3).tolist()
+    return result
