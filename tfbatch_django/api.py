@@ -47,14 +47,8 @@ async def predict_detailed(model: str, inputs: Inputs, *, timeout: float | None 
     batcher = handle.batcher or await handle.aload()
     if type(batcher) is not Batcher:  # a remote model's client: its own predict()
         return await batcher.predict(inputs, timeout=timeout)
-    # Batcher.predict, inlined: one coroutine per call instead of two (submit_async).
-    future, request = batcher.submit_async(inputs, timeout)
-    try:
-        return await future
-    except asyncio.CancelledError:
-        if request is not None:
-            request.cancelled = True
-        raise
+    # Batcher.predict, inlined: one coroutine per call instead of two.
+    return await batcher.submit_async(inputs, timeout)
 
 
 def predict_sync(model: str, inputs: Inputs, *, timeout: float | None = None) -> Outputs:
@@ -68,11 +62,7 @@ def predict_sync(model: str, inputs: Inputs, *, timeout: float | None = None) ->
 
 def predict_detailed_sync(model: str, inputs: Inputs, *, timeout: float | None = None) -> Prediction:
     """``predict_detailed`` for synchronous code."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
+    if asyncio._get_running_loop() is not None:  # not get_running_loop(): no exception per call
         raise RuntimeError(
             "predict_sync() was called from a running event loop, which it would block; "
             "use 'await predict(...)' in async code"

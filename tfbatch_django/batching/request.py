@@ -144,6 +144,11 @@ class Request:
         self.split: Split | None = None
         self.offset = 0  # as its own segment: where its rows start in the batch
 
+    def on_future_done(self, future: asyncio.Future[Prediction]) -> None:
+        """The caller's future is done: if it was cancelled, the request is withdrawn."""
+        if future.cancelled():
+            self.cancelled = True
+
     def rows_of(self, name: str, start: int, stop: int) -> list[np.ndarray]:
         """Input ``name``'s rows ``start:stop``, as arrays to copy into a batch in order."""
         arr = self.arrays[name]
