@@ -565,7 +565,11 @@ class _Lane:
                     self._answer(self.client._replied(message))
             except Exception:  # a malformed message: its callers time out, or the watchdog fails them
                 logger.exception("tfbatch: bad message on an event loop's reply channel")
-        if self._recv_wire is not None:
+        # The next BLPOP after the callers just answered have run (they were scheduled first).
+        self.loop.call_soon(self._relisten, self._recv_wire)
+
+    def _relisten(self, wire: Any) -> None:
+        if wire is not None and wire is self._recv_wire and not wire.closed:
             self._listen()
 
     @staticmethod

@@ -165,10 +165,14 @@ class WorkerServer:
                             self._accept(message)
                     except Exception:  # a malformed message: its callers time out
                         logger.exception("tfbatch: worker %r: bad request message", self.name)
+                # The next BLPOP after the new requests' tasks have started (scheduled first).
+                loop.call_soon(listen, wire)
+
+            def listen(wire: Any) -> None:
                 if not wire.closed:
                     wire.command(popped, "BLPOP", key, 5)
 
-            wire.command(popped, "BLPOP", key, 5)
+            listen(wire)
             try:
                 error = await lost
                 logger.warning("tfbatch: worker %r cannot receive: %s", self.name, error)
