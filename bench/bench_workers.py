@@ -1,6 +1,6 @@
 """Worker processes behind the channel layer vs a batcher per web process: one run, side by side.
 
-    .venv/bin/python bench/bench_workers.py [--seconds 5] [--clients 64]
+    .venv/bin/python bench/bench_workers.py [--seconds 5] [--clients 64] [--hop]
 
 The CNN and the load of ``bench_serving.py`` (its helpers drive the clients): 32x32x3
 images, closed-loop clients each on its own connection. Starts Debian's ``redis-server``
@@ -14,7 +14,8 @@ on a free loopback port, then, one after the other:
   a web process into one message);
 - one client alone, daphne with its own batcher vs daphne + worker: what the hop costs.
 
-Prints a Markdown table and the targets' ratios.
+Prints a Markdown table and the targets' ratios. ``--hop``: only the three lone-client
+rows and the hop's figures (under a minute).
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--hop", action="store_true", help="only the lone-client rows: what the hop costs")
     args = parser.parse_args()
     export(MODEL_DIR)
     image = np.random.default_rng(1).random((1, *INPUT_SHAPE), dtype=np.float32).round(3)
@@ -195,20 +197,19 @@ def main() -> None:
         single = {**remote, "TFBATCH_BENCH_COALESCE": "0"}
         layer = {**remote, "TFBATCH_BENCH_TRANSPORT": "layer"}
         n = args.clients
-        row("gunicorn, 4 sync workers, a batcher each", gunicorn({}, args, body))
-        row("gunicorn, 4 sync workers + 1 worker", gunicorn(remote, args, body))
-        row("4 daphne, a batcher each (WebSocket, binary)", daphnes({}, 4, n, args, image))
-        row("4 daphne + 1 worker (WebSocket, binary)", daphnes(remote, 4, n, args, image))
-        row("4 daphne + 1 worker, no coalescing", daphnes(single, 4, n, args, image))
-        row("4 daphne + 1 worker, channels_redis API", daphnes(layer, 4, n, args, image))
+        if not args.hop:
+            row("gunicorn, 4 sync workers, a batcher each", gunicorn({}, args, body))
+            row("gunicorn, 4 sync workers + 1 worker", gunicorn(remote, args, body))
+            row("4 daphne, a batcher each (WebSocket, binary)", daphnes({}, 4, n, args, image))
+            row("4 daphne + 1 worker (WebSocket, binary)", daphnes(remote, 4, n, args, image))
+            row("4 daphne + 1 worker, no coalescing", daphnes(single, 4, n, args, image))
+            row("4 daphne + 1 worker, channels_redis API", daphnes(layer, 4, n, args, image))
         row("1 client, daphne with its batcher", daphnes({}, 1, 1, args, image))
         row("1 client, daphne + 1 worker", daphnes(remote, 1, 1, args, image))
         row("1 client, daphne + 1 worker, channels_redis API", daphnes(layer, 1, 1, args, image))
 
-    print(
-        f"\n{args.clients} concurrent clients (1 in the last three rows), closed loop, {args.seconds:g} s per row, ",
-        end="",
-    )
+    clients = "1 client" if args.hop else f"{args.clients} concurrent clients (1 in the last three rows)"
+    print(f"\n{clients}, closed loop, {args.seconds:g} s per row, ", end="")
     load1 = os.getloadavg()[0]
     print(f"{os.cpu_count()} cores shared by everything; load average before/after: {load0:.2f} / {load1:.2f}\n")
     print("| setup | requests/s | p50 ms | p99 ms | mean batch | errors |")
@@ -216,17 +217,20 @@ def main() -> None:
     for name, r in rows:
         print(f"| {name} | {r.rate:,.0f} | {r.pct(50):.2f} | {r.pct(99):.1f} | {r.mean_batch} | {r.errors} |")
     by = dict(rows)
+    lone = by["1 client, daphne with its batcher"].pct(50)
+    hop = by["1 client, daphne + 1 worker"].pct(50) - lone
+    hop_layer = by["1 client, daphne + 1 worker, channels_redis API"].pct(50) - lone
+    if args.hop:
+        print(f"\nthe hop adds <= 1 ms to a lone request's p50: {hop:+.2f} ms ({'yes' if hop <= 1.0 else 'no'})")
+        print(f"the hop through channels_redis's API instead: {hop_layer:+.2f} ms")
+        return
 
     def batch(name: str) -> float:
         return statistics.fmean(by[name].sizes) if by[name].sizes else 0.0
 
     g_local, g_remote = by["gunicorn, 4 sync workers, a batcher each"], by["gunicorn, 4 sync workers + 1 worker"]
     a_local, a_remote = "4 daphne, a batcher each (WebSocket, binary)", "4 daphne + 1 worker (WebSocket, binary)"
-    hop = by["1 client, daphne + 1 worker"].pct(50) - by["1 client, daphne with its batcher"].pct(50)
     coalesce = by[a_remote].rate / max(by["4 daphne + 1 worker, no coalescing"].rate, 1e-9)
-    hop_layer = by["1 client, daphne + 1 worker, channels_redis API"].pct(50) - by[
-        "1 client, daphne with its batcher"
-    ].pct(50)
     lean = by[a_remote].rate / max(by["4 daphne + 1 worker, channels_redis API"].rate, 1e-9)
     print("\n| target | measured | met |")
     print("| --- | ---: | --- |")
