@@ -569,7 +569,7 @@ class _Lane:
         self.loop.call_soon(self._relisten, self._recv_wire)
 
     def _relisten(self, wire: Any) -> None:
-        if wire is not None and wire is self._recv_wire and not wire.closed:
+        if wire is not None and wire is self._recv_wire and wire.usable:
             self._listen()
 
     @staticmethod

@@ -251,9 +251,15 @@ class RedisWire(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
+    @property
+    def usable(self) -> bool:
+        """Connected and not closing: ``command()`` will not raise."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
     def command(self, callback: Callable[[_Reply], None], *args: Any) -> None:
-        if self.closed or self.transport is None or self.transport.is_closing():
+        if not self.usable:
             raise ConnectionError("the connection to Redis is closed")
+        assert self.transport is not None
         self.transport.write(_encode(args))
         self._callbacks.append(callback)
 

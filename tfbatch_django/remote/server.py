@@ -169,7 +169,7 @@ class WorkerServer:
                 loop.call_soon(listen, wire)
 
             def listen(wire: Any) -> None:
-                if not wire.closed:
+                if wire.usable:
                     wire.command(popped, "BLPOP", key, 5)
 
             listen(wire)
@@ -234,17 +234,22 @@ class WorkerServer:
             await self._wake.wait()
             self._wake.clear()
             outbox, self._outbox = self._outbox, {}
-            if getattr(self._layer, "wire_ok", False) and (wire is None or wire.closed):
+            if getattr(self._layer, "wire_ok", False) and (wire is None or not wire.usable):
                 try:
                     wire = await self._layer.open_wire()
                 except Exception as exc:  # noqa: BLE001 - Redis restarting: redis-py's send says so below
                     logger.debug("tfbatch: worker %r: no direct connection to Redis: %s", self.name, exc)
                     wire = None
-            if wire is not None and not wire.closed:
-                # The lean transport on a RedisWire: each reply message one write, no await.
-                for reply, replies in outbox.items():
+            if wire is not None:
+                # The lean transport on a RedisWire: each reply message one write, no await
+                # (redis-py below only for what a connection failing meanwhile left).
+                for reply, replies in list(outbox.items()):
+                    if not wire.usable:
+                        break
                     frame = msgpack.packb({"type": protocol.REPLY, "replies": replies}, use_bin_type=True)
                     wire.command(functools.partial(self._sent, reply), *self._layer.send_args(reply, frame))
+                    del outbox[reply]
+            if not outbox:
                 continue
             sends = [self._layer.send(reply, {"type": protocol.REPLY, "replies": r}) for reply, r in outbox.items()]
             results = await asyncio.gather(*sends, return_exceptions=True)
