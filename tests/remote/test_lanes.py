@@ -164,3 +164,25 @@ def test_loops_that_end_close_their_lanes_and_short_loops_use_the_thread(deploym
     for i in range(3):  # async_to_sync: a loop per call, one request each: no lane
         assert async_to_sync(predict)("remote", [[i, 0, 0]]).tolist() == [[2 * i, 0, 0]]
     assert client.lane_requests == sent
+
+
+def test_a_lane_whose_connection_drops_fails_its_requests_and_the_loop_goes_on(deployment):
+    deployment.start_worker()
+    deployment.wait_ready()
+    client = _client()
+
+    async def run():
+        await _open_lane()
+        loop = asyncio.get_running_loop()
+        lane = client._lanes[loop]
+        deployment.gate.touch()
+        held = asyncio.ensure_future(predict("remote", [[1, 1, 1]]))
+        await _stat("in_flight_batches", 1)
+        lane._recv_wire.transport.abort()  # the connection its reply would come on is gone
+        with pytest.raises(WorkerUnavailable, match="connection to Redis closed"):
+            await asyncio.wait_for(held, 10)
+        assert not client.lane_ready(loop)
+        deployment.gate.unlink()
+        return await asyncio.wait_for(predict("remote", [[2, 2, 2]]), 10)  # through the thread meanwhile
+
+    assert asyncio.run(run()).tolist() == [[4, 4, 4]]
