@@ -32,12 +32,10 @@ sys.path.insert(0, str(ROOT))
 STAGES = [
     "caller: predict() until the request is handed over",
     "handed over -> worker has the message",
-    "worker: message -> its task starts",
-    "worker: decode, find the batcher",
-    "worker: batcher.predict (model included)",
-    "  of which: queue -> model starts",
-    "  of which: the model",
-    "  of which: model done -> worker's loop resumes",
+    "worker: message -> handed to its batcher",
+    "worker's batcher: -> the model starts",
+    "the model",
+    "worker's batcher: model done -> answer in the worker's loop",
     "worker: answer -> client has the reply",
     "client: reply -> caller resumes",
     "total",
@@ -45,71 +43,61 @@ STAGES = [
 
 
 def run_worker(name: str) -> None:
-    """The real ``tfbatch_worker``, each reply's payload carrying the worker's stamps."""
+    """The real ``tfbatch_worker``, each reply's payload carrying the worker's stamps.
+
+    Wraps only what every version of the server calls: ``_accept`` (a message arrives),
+    ``Batcher.submit_async`` (the request reaches the batcher), the runner's ``run`` and
+    ``_answer`` (the answer is in the worker's loop). Requests are lone: one at a time.
+    """
     import django
 
     django.setup()
     from django.core.management import call_command
 
+    from tfbatch_django.batching import Batcher
     from tfbatch_django.batching import runner as batching_runner
-    from tfbatch_django.registry import registry
-    from tfbatch_django.remote import protocol, server
+    from tfbatch_django.remote import server
 
     worker = server.WorkerServer
-    stamps: dict[tuple[str, int], list[float]] = {}
-    model_run: dict[str, float] = {}
+    accepted: dict[tuple[str, int], float] = {}
+    last: dict[str, float] = {}
 
     accept = worker._accept
 
     def stamped_accept(self: server.WorkerServer, message: dict[str, Any]) -> None:
         now = time.perf_counter()
         for entry in message["requests"]:
-            stamps[(message["reply"], entry[0])] = [now]
+            accepted[(message["reply"], entry[0])] = now
         accept(self, message)
 
-    async def stamped_serve(
-        self: server.WorkerServer, key: tuple[str, int], model: str, inputs: dict[str, Any], timeout: float | None
-    ) -> None:
-        reply, call_id = key
-        marks = stamps.pop(key, [0.0])
-        try:
-            marks.append(time.perf_counter())
-            arrays: Any = protocol.decode_arrays(inputs)
-            handle = registry.get(model)
-            batcher = handle.batcher or await handle.aload()
-            marks.append(time.perf_counter())
-            prediction = await batcher.predict(arrays, timeout=timeout)
-            marks += [time.perf_counter(), model_run.get("start", 0.0), model_run.get("end", 0.0)]
-            payload = protocol.encode_prediction(prediction)
-            payload["trace"] = marks
-            self._answer(reply, call_id, True, payload)
-        except asyncio.CancelledError:
-            return
-        except Exception as exc:  # noqa: BLE001 - answered, as the real one does
-            self._answer(reply, call_id, False, protocol.encode_error(exc))
-        finally:
-            self._held.pop(key, None)
+    submit_async = Batcher.submit_async
+
+    def stamped_submit(self: Batcher, inputs: Any, timeout: float | None = None) -> Any:
+        last["handed"] = time.perf_counter()
+        return submit_async(self, inputs, timeout)
 
     answer = worker._answer
 
     def stamped_answer(self: server.WorkerServer, reply: str, call_id: int, ok: bool, payload: dict[str, Any]) -> None:
-        if ok and "trace" in payload:
-            payload["trace"].append(time.perf_counter())
+        now = time.perf_counter()
+        if ok:
+            at = accepted.pop((reply, call_id), 0.0)
+            payload["trace"] = [at, last.get("handed", 0.0), last.get("start", 0.0), last.get("end", 0.0), now]
         answer(self, reply, call_id, ok, payload)
 
     def timed(run: Any) -> Any:
         def wrapper(self: Any, inputs: dict[str, Any]) -> Any:
-            model_run["start"] = time.perf_counter()
+            last["start"] = time.perf_counter()
             try:
                 return run(self, inputs)
             finally:
-                model_run["end"] = time.perf_counter()
+                last["end"] = time.perf_counter()
 
         return wrapper
 
     worker._accept = stamped_accept  # type: ignore[method-assign]
-    worker._serve = stamped_serve  # type: ignore[method-assign]
     worker._answer = stamped_answer  # type: ignore[method-assign]
+    Batcher.submit_async = stamped_submit  # type: ignore[method-assign]
     batching_runner.CallableRunner.run = timed(batching_runner.CallableRunner.run)  # type: ignore[method-assign]
     try:
         from tfbatch_django.runners import tensorflow
@@ -223,20 +211,15 @@ def trace(args: argparse.Namespace, model: str) -> tuple[list[dict[str, float]],
             t0 = time.perf_counter()
             await predict(model, x)
             t1 = time.perf_counter()
-            received, (accepted, started, found, done, model_start, model_end, answered) = (
-                seen["received"],
-                seen["worker"],
-            )
-            submitted = seen["submit"]
+            accepted, handed, model_start, model_end, answered = seen["worker"]
+            submitted, received = seen["submit"], seen["received"]
             values = [
                 submitted - t0,
                 accepted - submitted,
-                started - accepted,
-                found - started,
-                done - found,
-                model_start - found,
+                handed - accepted,
+                model_start - handed,
                 model_end - model_start,
-                done - model_end,
+                answered - model_end,
                 received - answered,
                 t1 - received,
                 t1 - t0,

@@ -43,6 +43,21 @@ logger = logging.getLogger("tfbatch_django.remote")
 _CANCELLED_MEMORY = 120.0  # seconds a cancellation is remembered for a request not received yet
 
 
+class _Submitted:
+    """A request handed to its batcher without a task; ``cancel()`` withdraws it as a task's would."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+    def cancel(self) -> None:
+        # What ``Batcher.predict`` does when its task is cancelled: the batcher drops the
+        # rows unless their batch runs already, and nobody is answered.
+        self.request.cancelled = True
+        self.request.future.cancel()
+
+
 class WorkerServer:
     """One worker process serving the models whose ``WORKER`` is ``name``."""
 
@@ -54,7 +69,7 @@ class WorkerServer:
         if not self.models:
             raise ModelNotFound(f"no model has WORKER = {name!r} in TFBATCH['MODELS']")
         self.key = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._held: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._held: dict[tuple[str, int], asyncio.Task[None] | _Submitted] = {}
         self._cancelled: dict[tuple[str, int], float] = {}
         self._outbox: dict[str, list[list[Any]]] = {}
         self._wake = asyncio.Event()
@@ -199,14 +214,54 @@ class WorkerServer:
                 )
                 self._answer(reply, call_id, False, protocol.encode_error(error))
                 continue
-            self._held[key] = asyncio.create_task(self._serve(key, model, inputs, remaining))
+            self._start(key, model, inputs, remaining)
 
-    async def _serve(self, key: tuple[str, int], model: str, inputs: dict[str, Any], timeout: float | None) -> None:
+    def _start(self, key: tuple[str, int], model: str, inputs: dict[str, Any], timeout: float | None) -> None:
+        """Hand a request to its batcher now, no task: its future's callback answers it.
+
+        ``Batcher.submit_async`` posts to the batcher in this very call (in the read
+        callback, on the lean transport), so a lone request's batch starts without waiting
+        for a task's first step; a model still loading takes ``_serve``'s task instead.
+        """
         reply, call_id = key
         try:
             arrays: Any = protocol.decode_arrays(inputs)
             if set(arrays) == {""}:  # the caller could not name the single input (model was loading)
                 arrays = arrays[""]
+            batcher = registry.get(model).batcher
+            submit = getattr(batcher, "submit_async", None)
+            if submit is None:
+                self._held[key] = asyncio.create_task(self._serve(key, model, arrays, timeout))
+                return
+            request = submit(arrays, timeout)
+        except TFBatchError as exc:
+            self._answer(reply, call_id, False, protocol.encode_error(exc))
+            return
+        except Exception as exc:
+            logger.exception("tfbatch: worker %r: request failed", self.name)
+            self._answer(reply, call_id, False, protocol.encode_error(exc))
+            return
+        self._held[key] = _Submitted(request)
+        request.future.add_done_callback(functools.partial(self._finished, key))
+
+    def _finished(self, key: tuple[str, int], future: asyncio.Future[Any]) -> None:
+        self._held.pop(key, None)
+        reply, call_id = key
+        if future.cancelled():
+            return  # withdrawn by its caller: nobody to answer
+        error = future.exception()
+        if error is None:
+            self._answer(reply, call_id, True, protocol.encode_prediction(future.result()))
+        elif isinstance(error, TFBatchError):
+            self._answer(reply, call_id, False, protocol.encode_error(error))
+        else:
+            logger.error("tfbatch: worker %r: request failed", self.name, exc_info=error)
+            self._answer(reply, call_id, False, protocol.encode_error(error))
+
+    async def _serve(self, key: tuple[str, int], model: str, arrays: Any, timeout: float | None) -> None:
+        """A request whose model is still loading: await the load, then the batcher."""
+        reply, call_id = key
+        try:
             handle = registry.get(model)
             batcher = handle.batcher or await handle.aload()
             prediction = await batcher.predict(arrays, timeout=timeout)
