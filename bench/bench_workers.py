@@ -1,6 +1,6 @@
 """Worker processes behind the channel layer vs a batcher per web process: one run, side by side.
 
-    .venv/bin/python bench/bench_workers.py [--seconds 5] [--clients 64]
+    .venv/bin/python bench/bench_workers.py [--seconds 5] [--clients 64] [--hop]
 
 The CNN and the load of ``bench_serving.py`` (its helpers drive the clients): 32x32x3
 images, closed-loop clients each on its own connection. Starts Debian's ``redis-server``
@@ -13,8 +13,12 @@ on a free loopback port, then, one after the other:
   a batcher per process, then one shared worker (with and without coalescing the requests of
   a web process into one message);
 - one client alone, daphne with its own batcher vs daphne + worker: what the hop costs.
+  The three setups run side by side (each with its own worker) and the client visits
+  them in turn, ``--rounds`` slices each: on this shared machine a row measured a
+  minute after another can move by a millisecond or two, more than the hop itself.
 
-Prints a Markdown table and the targets' ratios.
+Prints a Markdown table and the targets' ratios. ``--hop``: only the three lone-client
+rows and the hop's figures (under a minute).
 """
 
 from __future__ import annotations
@@ -174,11 +178,44 @@ def daphnes(env: dict[str, str], count: int, clients: int, args: argparse.Namesp
         return result
 
 
+def lone_interleaved(
+    setups: dict[str, dict[str, str]], args: argparse.Namespace, image: np.ndarray
+) -> tuple[dict[str, Result], list[tuple[float, ...]]]:
+    """One client visiting each setup in turn, ``args.rounds`` times: merged results, and each round's p50s."""
+    merged = {name: Result("", "") for name in setups}
+    slices: list[tuple[float, ...]] = []
+    with ExitStack() as stack:
+        ports, pids = {}, {}
+        for name, env in setups.items():
+            # A worker per transport: their keys differ (Redis itself vs channels_redis's).
+            stack.enter_context(worker(env))
+            port = ports[name] = free_port()
+            argv = [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(port), "bench.asgi:application"]
+            pids[name] = stack.enter_context(_process(argv, env, [(port, "fast")]))
+        for i in range(args.rounds):
+            p50s = []
+            for name, port in ports.items():
+                warm = args.warmup if i == 0 else 0.3
+                bench_serving.SERVER_PID = pids[name]
+                part = asyncio.run(run_ws(port, "ws/tfbatch/", "cnn", image, True, 1, warm, args.seconds / args.rounds))
+                p50s.append(part.pct(50))
+                into = merged[name]
+                into.done += part.done
+                into.errors += part.errors
+                into.seconds += part.seconds
+                into.latencies += part.latencies
+                into.sizes += part.sizes
+            slices.append(tuple(p50s))
+    return merged, slices
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--hop", action="store_true", help="only the lone-client rows: what the hop costs")
+    parser.add_argument("--rounds", type=int, default=5, help="lone-client rows: slices per setup, interleaved")
     args = parser.parse_args()
     export(MODEL_DIR)
     image = np.random.default_rng(1).random((1, *INPUT_SHAPE), dtype=np.float32).round(3)
@@ -195,20 +232,24 @@ def main() -> None:
         single = {**remote, "TFBATCH_BENCH_COALESCE": "0"}
         layer = {**remote, "TFBATCH_BENCH_TRANSPORT": "layer"}
         n = args.clients
-        row("gunicorn, 4 sync workers, a batcher each", gunicorn({}, args, body))
-        row("gunicorn, 4 sync workers + 1 worker", gunicorn(remote, args, body))
-        row("4 daphne, a batcher each (WebSocket, binary)", daphnes({}, 4, n, args, image))
-        row("4 daphne + 1 worker (WebSocket, binary)", daphnes(remote, 4, n, args, image))
-        row("4 daphne + 1 worker, no coalescing", daphnes(single, 4, n, args, image))
-        row("4 daphne + 1 worker, channels_redis API", daphnes(layer, 4, n, args, image))
-        row("1 client, daphne with its batcher", daphnes({}, 1, 1, args, image))
-        row("1 client, daphne + 1 worker", daphnes(remote, 1, 1, args, image))
-        row("1 client, daphne + 1 worker, channels_redis API", daphnes(layer, 1, 1, args, image))
+        if not args.hop:
+            row("gunicorn, 4 sync workers, a batcher each", gunicorn({}, args, body))
+            row("gunicorn, 4 sync workers + 1 worker", gunicorn(remote, args, body))
+            row("4 daphne, a batcher each (WebSocket, binary)", daphnes({}, 4, n, args, image))
+            row("4 daphne + 1 worker (WebSocket, binary)", daphnes(remote, 4, n, args, image))
+            row("4 daphne + 1 worker, no coalescing", daphnes(single, 4, n, args, image))
+            row("4 daphne + 1 worker, channels_redis API", daphnes(layer, 4, n, args, image))
+        lone_setups = {
+            "1 client, daphne with its batcher": {},
+            "1 client, daphne + 1 worker": remote,
+            "1 client, daphne + 1 worker, channels_redis API": layer,
+        }
+        merged, slices = lone_interleaved(lone_setups, args, image)
+        for name, result in merged.items():
+            row(name, result)
 
-    print(
-        f"\n{args.clients} concurrent clients (1 in the last three rows), closed loop, {args.seconds:g} s per row, ",
-        end="",
-    )
+    clients = "1 client" if args.hop else f"{args.clients} concurrent clients (1 in the last three rows)"
+    print(f"\n{clients}, closed loop, {args.seconds:g} s per row, ", end="")
     load1 = os.getloadavg()[0]
     print(f"{os.cpu_count()} cores shared by everything; load average before/after: {load0:.2f} / {load1:.2f}\n")
     print("| setup | requests/s | p50 ms | p99 ms | mean batch | errors |")
@@ -216,17 +257,25 @@ def main() -> None:
     for name, r in rows:
         print(f"| {name} | {r.rate:,.0f} | {r.pct(50):.2f} | {r.pct(99):.1f} | {r.mean_batch} | {r.errors} |")
     by = dict(rows)
+    lone = by["1 client, daphne with its batcher"].pct(50)
+    hop = by["1 client, daphne + 1 worker"].pct(50) - lone
+    hop_layer = by["1 client, daphne + 1 worker, channels_redis API"].pct(50) - lone
+    spread = sorted(w - local for local, w, _ in slices)
+    spread_layer = sorted(y - local for local, _, y in slices)
+    print("\nper round (p50 of each slice, worker minus local, sorted): ", end="")
+    print(f"{', '.join(f'{h:+.2f}' for h in spread)} ms; ", end="")
+    print(f"channels_redis API: {', '.join(f'{h:+.2f}' for h in spread_layer)} ms")
+    if args.hop:
+        print(f"\nthe hop adds <= 1 ms to a lone request's p50: {hop:+.2f} ms ({'yes' if hop <= 1.0 else 'no'})")
+        print(f"the hop through channels_redis's API instead: {hop_layer:+.2f} ms")
+        return
 
     def batch(name: str) -> float:
         return statistics.fmean(by[name].sizes) if by[name].sizes else 0.0
 
     g_local, g_remote = by["gunicorn, 4 sync workers, a batcher each"], by["gunicorn, 4 sync workers + 1 worker"]
     a_local, a_remote = "4 daphne, a batcher each (WebSocket, binary)", "4 daphne + 1 worker (WebSocket, binary)"
-    hop = by["1 client, daphne + 1 worker"].pct(50) - by["1 client, daphne with its batcher"].pct(50)
     coalesce = by[a_remote].rate / max(by["4 daphne + 1 worker, no coalescing"].rate, 1e-9)
-    hop_layer = by["1 client, daphne + 1 worker, channels_redis API"].pct(50) - by[
-        "1 client, daphne with its batcher"
-    ].pct(50)
     lean = by[a_remote].rate / max(by["4 daphne + 1 worker, channels_redis API"].rate, 1e-9)
     print("\n| target | measured | met |")
     print("| --- | ---: | --- |")

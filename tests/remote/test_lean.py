@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from channels.exceptions import ChannelFull
 
-from tfbatch_django.remote.lean import LeanRedisLayer, make_layer, uses_lean
+from tfbatch_django.remote.lean import LeanRedisLayer, RedisWire, ReplyError, make_layer, uses_lean
 
 REDIS_LAYER = "channels_redis.core.RedisChannelLayer"
 
@@ -115,3 +115,65 @@ def test_only_channels_redis_layers_take_the_lean_path(settings, redis_url):
     assert isinstance(make_layer("default"), LeanRedisLayer)
     assert isinstance(make_layer("default", "layer"), RedisChannelLayer)
     assert isinstance(make_layer("memory"), InMemoryChannelLayer)
+
+
+def test_a_wire_speaks_the_layers_protocol_and_answers_in_order(redis_url):
+    """``RedisWire`` (the lanes' connection) and ``LeanRedisLayer`` share channels and frames."""
+    import msgpack
+
+    async def body(layer):
+        wire = await layer.open_wire()
+        try:
+            channel = await layer.new_channel("tfbatch.reply")
+            message = {"type": "tfbatch.reply", "replies": [[1, True, {"y": b"\x00\xff" * 600}]]}
+            sent = await wire.call(*layer.send_args(channel, msgpack.packb(message, use_bin_type=True)))
+            got = await layer.receive(channel)  # written by the wire, read by redis-py
+            await layer.send("small.x", {"n": 1})
+            await layer.send("small.x", {"n": 2})
+            full = await wire.call(*layer.send_args("small.x", b"\x80"))  # capacity 2: refused
+            replies = []  # several commands in flight on one connection: replies in order
+            for args in (("PING",), ("RPUSH", "lean-test:l", "a", "b"), ("LRANGE", "lean-test:l", 0, -1), ("NOPE",)):
+                wire.command(replies.append, *args)
+            popped = await wire.call("BLPOP", layer.key(channel), 1)  # empty: a null after the timeout
+            return sent, got == message, full, replies, popped
+        finally:
+            wire.close()
+
+    sent, same, full, replies, popped = _run(redis_url, body)
+    assert sent == 1 and same and full == 0 and popped is None
+    assert replies[:3] == ["PONG", 2, [b"a", b"b"]]
+    assert isinstance(replies[3], ReplyError) and "unknown command" in str(replies[3])
+
+
+def test_a_wire_parses_replies_cut_anywhere():
+    wire = RedisWire()
+    got: list = []
+    for _ in range(5):
+        wire._callbacks.append(got.append)
+    stream = b"*2\r\n$7\r\nchannel\r\n$5\r\nhello\r\n:42\r\n$-1\r\n*-1\r\n-ERR wrong\r\n"
+    for i in range(len(stream)):  # one byte at a time
+        wire.data_received(stream[i : i + 1])
+    assert got[:4] == [[b"channel", b"hello"], 42, None, None]
+    assert isinstance(got[4], ReplyError) and str(got[4]) == "ERR wrong"
+
+
+def test_a_lost_wire_fails_its_waiting_commands_and_says_so(redis_url):
+    async def body(layer):
+        lost: list[BaseException] = []
+        wire = await layer.open_wire(lost.append)
+        killer = await layer.open_wire()
+        try:
+            own_id = await wire.call("CLIENT", "ID")
+            blocked = wire.call("BLPOP", "lean-test:never", 5)
+            await asyncio.sleep(0.05)
+            await killer.call("CLIENT", "KILL", "ID", own_id)  # as when Redis restarts
+            with pytest.raises(ConnectionError):
+                await blocked
+            with pytest.raises(ConnectionError):
+                wire.command(print, "PING")
+            return len(lost)
+        finally:
+            wire.close()
+            killer.close()
+
+    assert _run(redis_url, body) == 1
