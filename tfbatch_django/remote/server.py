@@ -43,21 +43,6 @@ logger = logging.getLogger("tfbatch_django.remote")
 _CANCELLED_MEMORY = 120.0  # seconds a cancellation is remembered for a request not received yet
 
 
-class _Submitted:
-    """A request handed to its batcher without a task; ``cancel()`` withdraws it as a task's would."""
-
-    __slots__ = ("request",)
-
-    def __init__(self, request: Any) -> None:
-        self.request = request
-
-    def cancel(self) -> None:
-        # What ``Batcher.predict`` does when its task is cancelled: the batcher drops the
-        # rows unless their batch runs already, and nobody is answered.
-        self.request.cancelled = True
-        self.request.future.cancel()
-
-
 class WorkerServer:
     """One worker process serving the models whose ``WORKER`` is ``name``."""
 
@@ -69,7 +54,7 @@ class WorkerServer:
         if not self.models:
             raise ModelNotFound(f"no model has WORKER = {name!r} in TFBATCH['MODELS']")
         self.key = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._held: dict[tuple[str, int], asyncio.Task[None] | _Submitted] = {}
+        self._held: dict[tuple[str, int], asyncio.Future[Any]] = {}  # tasks, or batchers' futures
         self._cancelled: dict[tuple[str, int], float] = {}
         self._outbox: dict[str, list[list[Any]]] = {}
         self._wake = asyncio.Event()
@@ -233,7 +218,7 @@ class WorkerServer:
             if submit is None:
                 self._held[key] = asyncio.create_task(self._serve(key, model, arrays, timeout))
                 return
-            request = submit(arrays, timeout)
+            future = submit(arrays, timeout)  # cancelling it withdraws the request
         except TFBatchError as exc:
             self._answer(reply, call_id, False, protocol.encode_error(exc))
             return
@@ -241,8 +226,8 @@ class WorkerServer:
             logger.exception("tfbatch: worker %r: request failed", self.name)
             self._answer(reply, call_id, False, protocol.encode_error(exc))
             return
-        self._held[key] = _Submitted(request)
-        request.future.add_done_callback(functools.partial(self._finished, key))
+        self._held[key] = future
+        future.add_done_callback(functools.partial(self._finished, key))
 
     def _finished(self, key: tuple[str, int], future: asyncio.Future[Any]) -> None:
         self._held.pop(key, None)
