@@ -366,9 +366,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1-second measurements (a smoke run)")
     parser.add_argument("--overhead-only", action="store_true", help="only the no-op rows (no TensorFlow)")
     parser.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (seconds)")
+    parser.add_argument(
+        "--pin",
+        type=int,
+        default=None,
+        metavar="CPU",
+        help="run the whole process on this one CPU (os.sched_setaffinity): the batcher's threads then never "
+        "hand the GIL over from one core to another",
+    )
     args = parser.parse_args()
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
+    if args.pin is not None:
+        os.sched_setaffinity(0, {args.pin})
     seconds = 1.0 if args.quick else args.seconds
 
     if args.overhead_only:
@@ -377,7 +387,10 @@ def main() -> None:
 
         noop = overhead_rows(seconds)
         registry.reset()
-        print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {seconds:.0f} s per row")
+        print(
+            f"{os.cpu_count()} CPUs (this process on {len(os.sched_getaffinity(0))}), "
+            f"Python {sys.version.split()[0]}, {seconds:.0f} s per row"
+        )
         print_overhead(noop)
         return
 
