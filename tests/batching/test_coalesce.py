@@ -23,11 +23,13 @@ class SteppedModel(GatedModel):
     """``GatedModel`` whose every call waits for a permit: the test lets calls through one by one.
 
     ``next_call()`` waits until a call is in (its rows are known to be in a batch);
-    ``step(n)`` lets ``n`` calls through.
+    ``step(n)`` lets ``n`` calls through. ``broken``: calls raise ``ModelError``
+    (an engine that is unreachable, say), which is not bisected.
     """
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, *, broken: bool = False, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.broken = broken
         self._permits = threading.Semaphore(0)
         self._calls = threading.Semaphore(0)
 
@@ -35,6 +37,10 @@ class SteppedModel(GatedModel):
         self._calls.release()
         if not self._permits.acquire(timeout=30):
             raise RuntimeError("the test never let this call through")
+        if self.broken:
+            with self.lock:
+                self.batches.append(inputs["x"].copy())
+            raise ModelError("engine unreachable")
         return super().run(inputs)
 
     async def next_call(self) -> None:
@@ -286,3 +292,22 @@ async def test_a_broken_up_group_member_who_gives_up_is_not_run_again(make_batch
     assert all(3.0 not in b[:, 0] for b in model.batches[2:])  # bisection left it out
     snap = batcher.snapshot()
     assert (snap["completed"], snap["errors"], snap["cancelled"]) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("gathered", [True, False])
+async def test_a_caller_who_gave_up_in_a_batch_that_fails_whole_is_counted_cancelled(make_batcher, gathered):
+    model = SteppedModel(broken=True)
+    batcher = make_batcher(model, max_batch_size=64)
+    timeout = None if gathered else 60.0
+    tasks = [asyncio.ensure_future(batcher.predict(rows(v), timeout=timeout)) for v in (1.0, 2.0, 3.0)]
+    await model.next_call()
+    tasks[1].cancel()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    model.step()
+    outcomes = await asyncio.gather(tasks[0], tasks[2], return_exceptions=True)
+    assert all(isinstance(o, ModelError) for o in outcomes)
+    await wait_until(lambda: batcher.outstanding == 0)
+    assert model.sizes == [3]
+    snap = batcher.snapshot()
+    assert (snap["errors"], snap["cancelled"]) == (2, 1)
