@@ -1,7 +1,7 @@
 """Gathered and single callers at random: every caller gets its own rows, doubled, or its own error.
 
-Each seed draws a batcher (batch size, queue size, padding, concurrent batches, latency)
-and a crowd of coroutine callers: gathered ones (float32 arrays), ones that go alone (a
+Each seed draws a batcher (batch size, queue size, padding, concurrent batches, latency,
+a staging step) and a crowd of coroutine callers: gathered ones (float32 arrays), ones that go alone (a
 deadline, float64 rows to be cast), callers on a second event loop, rows from one to
 more than a batch, poisonous rows (``GatedModel(poison=...)``), and callers who give up
 at a random moment. Whatever happens, a caller who did not give up gets ``2 * x`` for
@@ -28,6 +28,13 @@ from tfbatch_django.exceptions import ModelError, Overloaded
 
 POISON = -1.0
 SEEDS = int(os.environ.get("STRESS_SEEDS", "24"))
+
+
+class StagingModel(GatedModel):
+    """``GatedModel`` with a staging step (a copy, as a host-to-device transfer would make)."""
+
+    def stage(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in inputs.items()}
 
 
 def draw_config(rng: random.Random) -> dict[str, Any]:
@@ -108,7 +115,7 @@ async def crowd(batcher: Any, rng: random.Random, first: int, callers: int) -> C
 @pytest.mark.parametrize("seed", range(SEEDS))
 async def test_random_callers_each_get_their_own_outcome(make_batcher, seed):
     rng = random.Random(seed)
-    model = GatedModel(poison=POISON)
+    model = (StagingModel if rng.random() < 0.3 else GatedModel)(poison=POISON)
     config = draw_config(rng)
     model.thread_safe = config["max_concurrent_batches"] > 1
     batcher = make_batcher(model, **config)
