@@ -311,3 +311,24 @@ async def test_a_caller_who_gave_up_in_a_batch_that_fails_whole_is_counted_cance
     assert model.sizes == [3]
     snap = batcher.snapshot()
     assert (snap["errors"], snap["cancelled"]) == (2, 1)
+
+
+@pytest.mark.parametrize("gathered", [True, False])
+async def test_a_formed_batch_whose_callers_all_gave_up_is_not_run(make_batcher, gathered):
+    model = SteppedModel()
+    batcher = make_batcher(model, max_batch_size=4)
+    running = asyncio.ensure_future(batcher.predict(rows(0.0), timeout=60))
+    await model.next_call()
+    timeout = None if gathered else 60.0
+    tasks = [asyncio.ensure_future(batcher.predict(rows(v), timeout=timeout)) for v in (1.0, 2.0, 3.0, 4.0)]
+    # A full batch is formed while the model is busy: it waits for the executor.
+    await wait_until(lambda: batcher.snapshot()["in_flight_batches"] == 2 and batcher.queue_depth() == 0)
+    for task in tasks:
+        task.cancel()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    model.step(10)
+    await running
+    await wait_until(lambda: batcher.outstanding == 0)
+    assert model.sizes == [1]  # its batch was dropped, not run
+    assert batcher.snapshot()["cancelled"] == 4

@@ -210,6 +210,11 @@ class GroupRequest(Request):
         """Which members' callers gave up (read on the scheduler thread)."""
         return [f.cancelled() for f in self.members.futures]
 
+    def abandoned(self) -> bool:
+        """Whether every member's caller gave up (read on the executor threads): then a
+        batch formed with the group need not run, as for a caller's own cancelled request."""
+        return all(f.cancelled() for f in self.members.futures)
+
     def split_up(self) -> list[Request]:
         """The members as requests of their own (after a failed model call)."""
         return [self.split_up_one(i) for i in range(self.count)]
