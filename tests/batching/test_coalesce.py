@@ -7,6 +7,7 @@ the caller's own rows; the accounting invariant runs after every test (conftest)
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -16,6 +17,37 @@ from tests.fakes import GatedModel
 from tfbatch_django.batching import CallableRunner
 from tfbatch_django.batching.coalesce import GroupRequest
 from tfbatch_django.exceptions import ModelError, Overloaded
+
+
+class SteppedModel(GatedModel):
+    """``GatedModel`` whose every call waits for a permit: the test lets calls through one by one.
+
+    ``next_call()`` waits until a call is in (its rows are known to be in a batch);
+    ``step(n)`` lets ``n`` calls through. ``broken``: calls raise ``ModelError``
+    (an engine that is unreachable, say), which is not bisected.
+    """
+
+    def __init__(self, *, broken: bool = False, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.broken = broken
+        self._permits = threading.Semaphore(0)
+        self._calls = threading.Semaphore(0)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._calls.release()
+        if not self._permits.acquire(timeout=30):
+            raise RuntimeError("the test never let this call through")
+        if self.broken:
+            with self.lock:
+                self.batches.append(inputs["x"].copy())
+            raise ModelError("engine unreachable")
+        return super().run(inputs)
+
+    async def next_call(self) -> None:
+        assert await asyncio.to_thread(self._calls.acquire, True, 5), "no model call came"
+
+    def step(self, calls: int = 1) -> None:
+        self._permits.release(calls)
 
 
 def count_posts(batcher, monkeypatch) -> list[int]:
@@ -223,3 +255,80 @@ async def test_any_number_of_callers_each_get_their_rows(make_batcher, callers):
     batcher = make_batcher(GatedModel(), max_batch_size=256, max_queue_size=1000)
     results = await asyncio.gather(*(batcher.predict(rows(i)) for i in range(callers)))
     assert [float(r.outputs["y"][0, 0]) for r in results] == [2.0 * i for i in range(callers)]
+
+
+@pytest.mark.parametrize("gathered", [True, False])
+async def test_a_caller_cut_over_batches_who_gives_up_stops_running(make_batcher, gathered):
+    model = SteppedModel()
+    batcher = make_batcher(model, max_batch_size=4)
+    big = rows(*[float(v) for v in range(1, 11)])  # 10 rows: batches of 4, 4 and 2
+    task = asyncio.ensure_future(batcher.predict(big) if gathered else batcher.predict(big, timeout=60))
+    await model.next_call()  # its first 4 rows are in the model
+    task.cancel()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    model.step(10)
+    await wait_until(lambda: batcher.outstanding == 0)
+    assert model.sizes == [4]  # the rest of its rows never ran
+    snap = batcher.snapshot()
+    assert (snap["cancelled"], snap["completed"]) == (1, 0)
+
+
+async def test_a_broken_up_group_member_who_gives_up_is_not_run_again(make_batcher):
+    model = SteppedModel(poison=-1.0)
+    batcher = make_batcher(model, max_batch_size=64)
+    tasks = [asyncio.ensure_future(batcher.predict(rows(v))) for v in (1.0, -1.0, 3.0)]
+    await model.next_call()  # the group's call: it fails, the group is broken up
+    model.step()
+    await model.next_call()  # its members' call
+    tasks[2].cancel()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    model.step(10)
+    first, poisoned = await asyncio.gather(tasks[0], tasks[1], return_exceptions=True)
+    np.testing.assert_array_equal(first.outputs["y"], rows(1.0) * 2)
+    assert isinstance(poisoned, ModelError)
+    await wait_until(lambda: batcher.outstanding == 0)
+    assert all(3.0 not in b[:, 0] for b in model.batches[2:])  # bisection left it out
+    snap = batcher.snapshot()
+    assert (snap["completed"], snap["errors"], snap["cancelled"]) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("gathered", [True, False])
+async def test_a_caller_who_gave_up_in_a_batch_that_fails_whole_is_counted_cancelled(make_batcher, gathered):
+    model = SteppedModel(broken=True)
+    batcher = make_batcher(model, max_batch_size=64)
+    timeout = None if gathered else 60.0
+    tasks = [asyncio.ensure_future(batcher.predict(rows(v), timeout=timeout)) for v in (1.0, 2.0, 3.0)]
+    await model.next_call()
+    tasks[1].cancel()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    model.step()
+    outcomes = await asyncio.gather(tasks[0], tasks[2], return_exceptions=True)
+    assert all(isinstance(o, ModelError) for o in outcomes)
+    await wait_until(lambda: batcher.outstanding == 0)
+    assert model.sizes == [3]
+    snap = batcher.snapshot()
+    assert (snap["errors"], snap["cancelled"]) == (2, 1)
+
+
+@pytest.mark.parametrize("gathered", [True, False])
+async def test_a_formed_batch_whose_callers_all_gave_up_is_not_run(make_batcher, gathered):
+    model = SteppedModel()
+    batcher = make_batcher(model, max_batch_size=4)
+    running = asyncio.ensure_future(batcher.predict(rows(0.0), timeout=60))
+    await model.next_call()
+    timeout = None if gathered else 60.0
+    tasks = [asyncio.ensure_future(batcher.predict(rows(v), timeout=timeout)) for v in (1.0, 2.0, 3.0, 4.0)]
+    # A full batch is formed while the model is busy: it waits for the executor.
+    await wait_until(lambda: batcher.snapshot()["in_flight_batches"] == 2 and batcher.queue_depth() == 0)
+    for task in tasks:
+        task.cancel()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    model.step(10)
+    await running
+    await wait_until(lambda: batcher.outstanding == 0)
+    assert model.sizes == [1]  # its batch was dropped, not run
+    assert batcher.snapshot()["cancelled"] == 4

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..exceptions import InvalidInput, ModelError, ModelLoadError, Overloaded, TFBatchError
 from .assemble import filler_rows
-from .coalesce import Gatherer
+from .coalesce import Gatherer, GroupRequest
 from .config import MAX_TIMEOUT, BatchConfig
 from .execute import Batch, check_outputs, execute, stage
 from .mailbox import Mailbox
@@ -51,6 +51,18 @@ def check_timeout(timeout: object, model: str | None = None) -> float | None:
     if not seconds > 0:  # also NaN
         raise InvalidInput(f"timeout must be a positive number of seconds, got {timeout!r}", model=model)
     return None if seconds >= MAX_TIMEOUT else seconds
+
+
+def abandoned(batch: Batch) -> bool:
+    """Whether every caller in ``batch`` was answered or gave up: then it is not run.
+
+    A group counts as given up once all its members have (``GroupRequest.abandoned``);
+    the scheduler then counts them all as cancelled (``Scheduler._complete``).
+    """
+    return all(
+        s.request.done or s.request.cancelled or (type(s.request) is GroupRequest and s.request.abandoned())
+        for s in batch.segments
+    )
 
 
 class Batcher:
@@ -297,7 +309,7 @@ class Batcher:
                 for _ in range(self.config.max_concurrent_batches):
                     self._run_queue.put(None)
                 return
-            if not all(s.request.done or s.request.cancelled for s in batch.segments):
+            if not abandoned(batch):
                 stage(self.runner, batch)
             self._run_queue.put(batch)
 
@@ -306,7 +318,7 @@ class Batcher:
             batch = self._run_queue.get()
             if batch is None:
                 return
-            if all(s.request.done or s.request.cancelled for s in batch.segments):
+            if abandoned(batch):
                 batch.skipped = True
             else:
                 execute(self.runner, self.specs, self.config.allowed_batch_sizes, batch)

@@ -26,6 +26,7 @@ import logging
 import time
 from bisect import bisect_right
 from itertools import accumulate, repeat
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from .mailbox import Mailbox
 from .request import BatchInfo, Prediction, Request
 from .stats import BatcherStats
 
-__all__ = ["Gatherer", "GroupRequest", "Members", "fresh_error", "member_queue_ms"]
+__all__ = ["Gatherer", "GroupRequest", "MemberRequest", "Members", "fresh_error", "member_queue_ms"]
 
 logger = logging.getLogger("tfbatch_django.batching")
 
@@ -209,6 +210,11 @@ class GroupRequest(Request):
         """Which members' callers gave up (read on the scheduler thread)."""
         return [f.cancelled() for f in self.members.futures]
 
+    def abandoned(self) -> bool:
+        """Whether every member's caller gave up (read on the executor threads): then a
+        batch formed with the group need not run, as for a caller's own cancelled request."""
+        return all(f.cancelled() for f in self.members.futures)
+
     def split_up(self) -> list[Request]:
         """The members as requests of their own (after a failed model call)."""
         return [self.split_up_one(i) for i in range(self.count)]
@@ -216,9 +222,35 @@ class GroupRequest(Request):
     def split_up_one(self, i: int) -> Request:
         """Member ``i`` as a request of its own."""
         arr, future, t_submit = self.parts[i], self.members.futures[i], self.members.t_submits[i]
-        request = Request({self.input: arr}, arr.shape[0], None, t_submit, None, None, self.loop, future)
-        request.cancelled = future.cancelled()
-        return request
+        return MemberRequest({self.input: arr}, arr.shape[0], None, t_submit, None, None, self.loop, future)
+
+
+#: ``Request.cancelled``'s own slot, which ``MemberRequest.cancelled`` wraps.
+_CANCELLED: Any = Request.__dict__["cancelled"]
+
+
+class MemberRequest(Request):
+    """One gathered caller's request on its own: a member cut off its group because it
+    does not fit a batch, or one of a group broken up after a failed model call.
+
+    Its caller gives up by cancelling its future, and no done callback turns that into
+    ``cancelled`` (gathered futures have none, and the scheduler thread cannot add one
+    safely), so ``cancelled`` reads the future too, as ``GroupRequest.cancelled_flags``
+    does. Without it, a member cut over several batches ran to its last row after its
+    caller gave up, and a broken-up member was run again and bisected: both counted as
+    answered, not cancelled (test_coalesce).
+    """
+
+    __slots__ = ()
+
+    @property
+    def cancelled(self) -> bool:
+        future = self.future
+        return bool(_CANCELLED.__get__(self)) or (future is not None and future.cancelled())
+
+    @cancelled.setter
+    def cancelled(self, value: bool) -> None:
+        _CANCELLED.__set__(self, value)
 
 
 class _Open:

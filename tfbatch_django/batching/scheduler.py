@@ -539,7 +539,16 @@ class Scheduler:
             self.stats.record_request("cancelled", count=request.count)
             return
         self._answer(request, value, error)
-        self.stats.record_request("timeout" if isinstance(error, PredictTimeout) else "error", count=request.count)
+        count = request.count
+        if type(request) is GroupRequest:
+            # Members who gave up get no error (``Members.set_exception`` skips them): they
+            # are counted as cancelled, as a caller of its own is (``_fail_segments``).
+            gone = sum(request.cancelled_flags())
+            if gone:
+                self.stats.record_request("cancelled", count=gone)
+                count -= gone
+        if count:
+            self.stats.record_request("timeout" if isinstance(error, PredictTimeout) else "error", count=count)
 
     def _answer(
         self, request: Request, value: Prediction | None, error: BaseException | None, *, deliver: bool = True

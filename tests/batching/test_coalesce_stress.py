@@ -1,0 +1,134 @@
+"""Gathered and single callers at random: every caller gets its own rows, doubled, or its own error.
+
+Each seed draws a batcher (batch size, queue size, padding, concurrent batches, latency,
+a staging step) and a crowd of coroutine callers: gathered ones (float32 arrays), ones that go alone (a
+deadline, float64 rows to be cast), callers on a second event loop, rows from one to
+more than a batch, poisonous rows (``GatedModel(poison=...)``), and callers who give up
+at a random moment. Whatever happens, a caller who did not give up gets ``2 * x`` for
+its rows, ``ModelError`` only if its own rows were poisonous, or ``Overloaded``; the
+accounting invariant is checked after every seed (conftest). ``STRESS_SEEDS`` sets how
+many seeds run (a few hundred before a change to the batcher is merged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.batching.test_batcher import wait_until
+from tests.fakes import GatedModel
+from tfbatch_django.batching import Prediction
+from tfbatch_django.exceptions import ModelError, Overloaded
+
+POISON = -1.0
+SEEDS = int(os.environ.get("STRESS_SEEDS", "24"))
+
+
+class StagingModel(GatedModel):
+    """``GatedModel`` with a staging step (a copy, as a host-to-device transfer would make)."""
+
+    def stage(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in inputs.items()}
+
+
+def draw_config(rng: random.Random) -> dict[str, Any]:
+    size = rng.choice([1, 2, 3, 4, 8, 16])
+    config: dict[str, Any] = {
+        "max_batch_size": size,
+        "max_queue_size": rng.choice([2, 5, 16, 64, 1024]),
+        "max_latency": rng.choice([0.0, 0.001, 0.005]),
+        "max_concurrent_batches": rng.choice([1, 1, 2]),
+    }
+    if rng.random() < 0.3:
+        config["allowed_batch_sizes"] = tuple(sorted({1, size, size + 3}))
+    return config
+
+
+def draw_rows(rng: random.Random, caller: int, poisoned: bool) -> np.ndarray:
+    n = rng.choice([1, 1, 1, 1, 2, 3, 5, 17])
+    values = [caller * 100.0 + j for j in range(n)]
+    if poisoned:
+        values[rng.randrange(n)] = POISON
+    return np.array([[v, v + 0.5, -v] for v in values], dtype=np.float32)
+
+
+def check(x: np.ndarray, poisoned: bool, outcome: object, gave_up: bool) -> None:
+    """One caller's outcome against its own rows (see the module docstring)."""
+    if isinstance(outcome, asyncio.CancelledError):
+        assert gave_up
+        return
+    if isinstance(outcome, Overloaded):
+        return
+    if isinstance(outcome, ModelError):
+        assert poisoned, f"a caller without poison got {outcome!r}"
+        return
+    assert isinstance(outcome, Prediction), f"unexpected outcome {outcome!r}"
+    assert not poisoned
+    np.testing.assert_array_equal(outcome.outputs["y"], x * 2)
+    np.testing.assert_array_equal(outcome.outputs["sum"], x.sum(axis=1))
+    assert outcome.batch.size >= 1 and outcome.batch.batches >= 1
+
+
+async def crowd(batcher: Any, rng: random.Random, first: int, callers: int) -> Counter[str]:
+    """``callers`` callers on the running loop, in bursts; some give up; each checked.
+
+    Returns how many ended which way (by the exception's or result's type name), and how
+    many gave up ("gave_up").
+    """
+    made: list[tuple[asyncio.Future[Any], np.ndarray, bool]] = []
+    for i in range(first, first + callers):
+        poisoned = rng.random() < 0.08
+        x = draw_rows(rng, i, poisoned)
+        how = rng.random()
+        if how < 0.15:
+            call = batcher.predict(x, timeout=30.0)  # a deadline: on its own
+        elif how < 0.25:
+            call = batcher.predict(x.astype(np.float64))  # cast in assemble: on its own
+        else:
+            call = batcher.predict(x)
+        made.append((asyncio.ensure_future(call), x, poisoned))
+        if rng.random() < 0.2:
+            await asyncio.sleep(0)  # the next callers land in the next group
+    gave_up: set[int] = set()
+    for _ in range(rng.randint(0, 3)):
+        for k, (task, _, _) in enumerate(made):
+            if rng.random() < 0.1 and task.cancel():
+                gave_up.add(k)
+        for _ in range(rng.randint(0, 3)):
+            await asyncio.sleep(0)
+        if rng.random() < 0.3:
+            await asyncio.sleep(0.001)
+    outcomes = await asyncio.gather(*(t for t, _, _ in made), return_exceptions=True)
+    for k, ((_, x, poisoned), outcome) in enumerate(zip(made, outcomes, strict=True)):
+        check(x, poisoned, outcome, k in gave_up)
+    tally = Counter(type(o).__name__ for o in outcomes)
+    tally["gave_up"] = len(gave_up)
+    return tally
+
+
+@pytest.mark.parametrize("seed", range(SEEDS))
+async def test_random_callers_each_get_their_own_outcome(make_batcher, seed):
+    rng = random.Random(seed)
+    model = (StagingModel if rng.random() < 0.3 else GatedModel)(poison=POISON)
+    config = draw_config(rng)
+    model.thread_safe = config["max_concurrent_batches"] > 1
+    batcher = make_batcher(model, **config)
+    callers = rng.randint(1, 60)
+    other = random.Random(rng.random())
+    jobs = [crowd(batcher, rng, 1, callers)]
+    if rng.random() < 0.3:  # a second loop's callers at the same time
+        jobs.append(asyncio.to_thread(asyncio.run, crowd(batcher, other, 1000, rng.randint(1, 30))))
+    tally = sum(await asyncio.gather(*jobs), Counter())
+    await wait_until(lambda: batcher.outstanding == 0 and batcher.queue_depth() == 0)
+    snap = batcher.snapshot()
+    # Each outcome counted as the caller saw it; a caller who gave up may have been
+    # counted as answered (its answer was on its way), never the other way round.
+    for counter, seen in (("completed", "Prediction"), ("errors", "ModelError"), ("rejected", "Overloaded")):
+        assert tally[seen] <= snap[counter] <= tally[seen] + tally["gave_up"], (counter, tally)
+    assert snap["cancelled"] <= tally["gave_up"]
