@@ -94,7 +94,7 @@ class LatencyHistogram:
     counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS) + 1))
     total: float = 0.0
     count: int = 0
-    _unfolded: list[np.ndarray] = field(default_factory=list, repr=False)
+    _unfolded: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
 
     #: Batches of observations kept before they are bucketed.
     FOLD_EVERY: ClassVar[int] = 64

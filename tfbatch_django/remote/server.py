@@ -204,9 +204,10 @@ class WorkerServer:
     def _start(self, key: tuple[str, int], model: str, inputs: dict[str, Any], timeout: float | None) -> None:
         """Hand a request to its batcher now, no task: its future's callback answers it.
 
-        ``Batcher.submit_async`` posts to the batcher in this very call (in the read
-        callback, on the lean transport), so a lone request's batch starts without waiting
-        for a task's first step; a model still loading takes ``_serve``'s task instead.
+        ``Batcher.submit_async`` takes the request in this very call (in the read callback,
+        on the lean transport): posted at once, or gathered with the others this loop
+        iteration reads and posted at its end. Either way no task's first step is waited
+        for; a model still loading takes ``_serve``'s task instead.
         """
         reply, call_id = key
         try:
