@@ -332,3 +332,33 @@ async def test_a_formed_batch_whose_callers_all_gave_up_is_not_run(make_batcher,
     await wait_until(lambda: batcher.outstanding == 0)
     assert model.sizes == [1]  # its batch was dropped, not run
     assert batcher.snapshot()["cancelled"] == 4
+
+
+def test_a_group_comes_apart_in_pieces_of_a_batch_each():
+    loop = asyncio.new_event_loop()
+    try:
+        sizes = (2, 3, 1, 4, 6, 1, 1)
+        arrays = [np.full((n, 2), i, np.float32) for i, n in enumerate(sizes)]
+        futures = [loop.create_future() for _ in arrays]
+        group = GroupRequest("x", arrays, futures, [float(i) for i in range(len(sizes))], loop)
+        pieces = group.pieces(5)
+        # Consecutive callers, at most 5 rows a piece; the 6-row caller alone in its own.
+        assert [p.rows for p in pieces] == [5, 5, 6, 2]
+        assert [p.count for p in pieces] == [2, 2, 1, 2]
+        assert [f for p in pieces for f in p.members.futures] == futures
+        ones = GroupRequest(
+            "x", [np.zeros((1, 2), np.float32)] * 7, [loop.create_future() for _ in range(7)], [0.0] * 7, loop
+        )
+        assert [p.rows for p in ones.pieces(3)] == [3, 3, 1]
+        assert all(p.members.sizes is None for p in ones.pieces(3))
+        assert group.pieces(100) == [group]
+    finally:
+        loop.close()
+
+
+async def test_many_gathered_callers_for_a_batch_of_one(make_batcher):
+    model = GatedModel()
+    batcher = make_batcher(model, max_batch_size=1, max_queue_size=1000)
+    results = await asyncio.gather(*(batcher.predict(rows(i)) for i in range(300)))
+    assert [float(r.outputs["y"][0, 0]) for r in results] == [2.0 * i for i in range(300)]
+    assert set(model.sizes) == {1}

@@ -185,6 +185,39 @@ class GroupRequest(Request):
         tail = GroupRequest(self.input, parts[fit:], futures[fit:], t_submits[fit:], loop, tail_sizes, tail_rows)
         return head, tail
 
+    def pieces(self, limit: int) -> list[GroupRequest]:
+        """The group as consecutive groups of at most ``limit`` rows each (a member with
+        more rows than that alone in its piece), in one pass.
+
+        What ``cut`` leaves over goes back in pieces: cutting the rest again at every batch
+        would copy its lists once per batch, quadratic in the group's size (a thousand
+        callers gathered for a model with ``MAX_BATCH_SIZE`` 1).
+        """
+        if self.rows <= limit:
+            return [self]
+        members, loop = self.members, self.loop
+        assert loop is not None
+        sizes = members.sizes or [1] * self.count
+        pieces: list[GroupRequest] = []
+        start = rows = 0
+        for i, n in enumerate([*sizes, limit + 1]):  # the sentinel closes the last piece
+            if rows and rows + n > limit:
+                piece_sizes = None if members.sizes is None else sizes[start:i]
+                pieces.append(
+                    GroupRequest(
+                        self.input,
+                        self.parts[start:i],
+                        members.futures[start:i],
+                        members.t_submits[start:i],
+                        loop,
+                        piece_sizes,
+                        rows,
+                    )
+                )
+                start, rows = i, 0
+            rows += n
+        return pieces
+
     def prune(self) -> tuple[int, int]:
         """Drop the members whose callers gave up; returns how many, and their rows."""
         gone = self.cancelled_flags()

@@ -253,7 +253,7 @@ class Scheduler:
                 # Cut between callers: the ones that fit now, the rest at the front.
                 head, tail = request.cut(limit - rows)
                 if tail is not None:
-                    pending.appendleft(tail)
+                    pending.extendleft(reversed(tail.pieces(limit)))
                 request, n = head, head.rows
             if taken == 0 and n <= limit - rows:
                 segments.append(request)  # all of it: the request is its own segment
