@@ -482,3 +482,28 @@ def test_sync_callers_from_threads_share_batches(make_batcher):
     assert model.sizes == [1, 8]
     for i, y in results.items():
         np.testing.assert_array_equal(y, rows(i) * 2)
+
+
+async def test_a_split_request_is_stitched_in_row_order_when_its_batches_finish_out_of_order(make_batcher):
+    first_call = threading.Event()
+    let_first_finish = threading.Event()
+    calls: list[int] = []
+
+    def model(x):
+        calls.append(len(calls))
+        if len(calls) == 1:  # the first batch (the request's first rows) waits...
+            first_call.set()
+            assert let_first_finish.wait(10)
+        return {"y": x * 2}
+
+    runner = CallableRunner(model, inputs={"x": ("float32", (None, 1))}, outputs=("y",), thread_safe=True)
+    batcher = make_batcher(runner, max_batch_size=4, max_concurrent_batches=2)
+    x = np.arange(7, dtype=np.float32).reshape(7, 1)
+    task = asyncio.ensure_future(batcher.predict(x, timeout=30))  # rows 0-3, then 4-6
+    await asyncio.to_thread(first_call.wait, 10)
+    await wait_until(lambda: len(calls) == 2)  # ...while the second finishes first
+    await asyncio.sleep(0.05)
+    let_first_finish.set()
+    result = await task
+    np.testing.assert_array_equal(result.outputs["y"], x * 2)
+    assert result.batch.batches == 2

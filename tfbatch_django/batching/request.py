@@ -74,7 +74,7 @@ class Split:
     __slots__ = ("batch_size", "batches", "padded_size", "parts", "queue_s", "received", "run_s")
 
     def __init__(self) -> None:
-        self.parts: list[dict[str, np.ndarray]] = []
+        self.parts: list[tuple[int, dict[str, np.ndarray]]] = []  # (first row, outputs)
         self.received = 0  # rows whose outputs came back
         self.batch_size = 0
         self.padded_size = 0
@@ -166,9 +166,21 @@ class Request:
 
 
 def merge_part(
-    request: Request, part: dict[str, np.ndarray], rows: int, batch_rows: int, padded: int, run_s: float, queue_s: float
+    request: Request,
+    part: dict[str, np.ndarray],
+    start: int,
+    rows: int,
+    batch_rows: int,
+    padded: int,
+    run_s: float,
+    queue_s: float,
 ) -> tuple[dict[str, np.ndarray], BatchInfo] | None:
-    """Collect one segment of a split request; its whole outputs once all are in."""
+    """Collect one segment (rows ``start:start+rows``) of a split request; its whole
+    outputs once all are in, in row order.
+
+    Segments come back in the order their batches finish, which with
+    ``MAX_CONCURRENT_BATCHES`` > 1 need not be the order of their rows.
+    """
     split = request.split
     if split is None:
         split = request.split = Split()
@@ -177,12 +189,12 @@ def merge_part(
     split.padded_size = max(split.padded_size, padded)
     split.queue_s = max(split.queue_s, queue_s)
     split.run_s += run_s
-    split.parts.append(part)
+    split.parts.append((start, part))
     split.received += rows
     if split.received < request.rows:
         return None
-    parts, split.parts = split.parts, []
-    outputs = {k: np.concatenate([p[k] for p in parts]) for k in part}
+    parts, split.parts = sorted(split.parts, key=lambda item: item[0]), []
+    outputs = {k: np.concatenate([p[k] for _, p in parts]) for k in part}
     info = BatchInfo(
         split.batch_size,
         split.padded_size,

@@ -411,7 +411,7 @@ class Scheduler:
             if n == request.rows:
                 info = BatchInfo(batch.rows, batch.padded, int(queue_s * 1e6 + 0.5) / 1e3, run_ms, 1)
             else:
-                merged = merge_part(request, part, n, batch.rows, batch.padded, batch.run_s, queue_s)
+                merged = merge_part(request, part, seg.start, n, batch.rows, batch.padded, batch.run_s, queue_s)
                 if merged is None:
                     continue
                 part, info = merged
