@@ -25,17 +25,17 @@ import copy
 import logging
 import time
 from bisect import bisect_right
-from itertools import accumulate, repeat
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
 
 from ..exceptions import Overloaded
 from .mailbox import Mailbox
-from .request import BatchInfo, Prediction, Request
+from .request import Prediction, Request, predictions
 from .stats import BatcherStats
 
-__all__ = ["Gatherer", "GroupRequest", "MemberRequest", "Members", "fresh_error", "member_queue_ms"]
+__all__ = ["Gatherer", "GroupRequest", "MemberRequest", "Members", "fresh_error"]
 
 logger = logging.getLogger("tfbatch_django.batching")
 
@@ -87,13 +87,7 @@ class Members:
             ends = list(accumulate(self.sizes))
             starts = [0, *ends[:-1]]
             parts = [{k: v[a:b] for k, v in items} for a, b in zip(starts, ends, strict=True)]
-        new_tuple = tuple.__new__
-        infos = map(
-            new_tuple,
-            repeat(BatchInfo),
-            zip(repeat(info.size), repeat(info.padded_size), self.queue_ms, repeat(info.run_ms), repeat(info.batches)),
-        )
-        values = map(new_tuple, repeat(Prediction), zip(parts, infos, strict=False))  # infos: one per member
+        values = predictions(parts, info.size, info.padded_size, self.queue_ms, info.run_ms, info.batches)
         for future, value in zip(self.futures, values, strict=False):
             try:  # noqa: SIM105 - free in 3.11, where contextlib.suppress costs a call per member
                 future.set_result(value)
@@ -374,11 +368,3 @@ class Gatherer:
         for future in futures:
             if not future.done():
                 future.set_exception(Overloaded(reason, model=self.name))
-
-
-def member_queue_ms(group: GroupRequest, group_queue_s: float) -> list[float]:
-    """Each member's queue time in ms (rounded to the µs), from the group's (its first member's)."""
-    t = np.asarray(group.members.t_submits)
-    queue_s = group_queue_s - (t - t[0])
-    result: list[float] = (np.floor(queue_s * 1e6 + 0.5) / 1e3).tolist()
-    return result

@@ -19,7 +19,7 @@ import time
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Mapping
-from itertools import accumulate, islice, repeat
+from itertools import accumulate, islice
 from typing import Any
 
 import numpy as np
@@ -27,13 +27,13 @@ import numpy as np
 from ..exceptions import ModelError, PredictTimeout, TFBatchError
 from .answers import Answers
 from .assemble import Part, Segment, assemble
-from .coalesce import GroupRequest, member_queue_ms
+from .coalesce import GroupRequest
 from .config import BatchConfig
 from .deadlines import Deadlines
 from .execute import Batch, Outcome, left_out
 from .mailbox import Mailbox
 from .policy import AdaptivePolicy, DispatchPolicy, QueueView
-from .request import BatchInfo, Prediction, Request, merge_part
+from .request import BatchInfo, Prediction, Request, merge_part, predictions, rounded_ms
 from .spec import TensorSpec
 from .stats import BatcherStats
 
@@ -358,15 +358,7 @@ class Scheduler:
             parts = [{k: v[r.offset : r.offset + r.rows] for k, v in items} for r in whole]
         t_submit = np.array([r.t_submit for r in whole])
         queue_s = batch.t_dispatch - t_submit
-        # Milliseconds rounded to the µs (as round(x, 3) would), for the whole batch at once.
-        queue_ms = (np.floor(queue_s * 1e6 + 0.5) / 1e3).tolist()
-        new_tuple = tuple.__new__
-        infos = map(
-            new_tuple,
-            repeat(BatchInfo),
-            zip(repeat(batch.rows), repeat(batch.padded), queue_ms, repeat(run_ms), repeat(1)),
-        )
-        values = list(map(new_tuple, repeat(Prediction), zip(parts, infos, strict=False)))  # infos: a map of n
+        values = list(predictions(parts, batch.rows, batch.padded, rounded_ms(queue_s), run_ms))
         for r in whole:
             r.done = True
         self._outstanding -= n
@@ -436,11 +428,11 @@ class Scheduler:
         submits: list[np.ndarray],
     ) -> None:
         """Answer a group's members (on their loop); count them each, cancelled ones apart."""
-        group.members.queue_ms = member_queue_ms(group, queue_s)
+        t_submit = np.asarray(group.members.t_submits)
+        member_waits = queue_s - (t_submit - t_submit[0])  # the group's is its first member's
+        group.members.queue_ms = rounded_ms(member_waits)
         gone = group.cancelled_flags()
         self._answer(group, value, None)
-        t_submit = np.asarray(group.members.t_submits)
-        member_waits = queue_s - (t_submit - t_submit[0])
         if True in gone:
             live = ~np.asarray(gone)
             self.stats.record_request("cancelled", count=len(gone) - int(live.sum()))
