@@ -16,7 +16,7 @@ from tests.batching.test_batcher import occupy, rows, wait_until
 from tests.fakes import GatedModel
 from tfbatch_django.batching import CallableRunner
 from tfbatch_django.batching.coalesce import GroupRequest
-from tfbatch_django.exceptions import ModelError, Overloaded
+from tfbatch_django.exceptions import InvalidInput, ModelError, Overloaded
 
 
 class SteppedModel(GatedModel):
@@ -86,16 +86,71 @@ async def test_each_member_has_its_own_queue_time(make_batcher):
     assert all(w >= 0 for w in waits)
 
 
-async def test_requests_with_a_deadline_or_to_be_cast_go_one_by_one(make_batcher, monkeypatch):
+async def test_requests_with_a_deadline_lists_or_a_foreign_key_go_one_by_one(make_batcher, monkeypatch):
     batcher = make_batcher(GatedModel(), max_batch_size=64)
     posted = count_posts(batcher, monkeypatch)
-    await asyncio.gather(
+    results = await asyncio.gather(
         batcher.predict(rows(1), timeout=5),
-        batcher.predict(rows(2).astype(np.float64)),  # cast in assemble: not gathered
-        batcher.predict([[3.0, 3.0, 3.0]]),
-        batcher.predict(rows(4)),
+        batcher.predict([[3.0, 3.0, 3.0]]),  # a list: checked the usual way
+        batcher.predict(rows(4).astype(">f4")),  # foreign byte order: cast the usual way
+        batcher.predict(rows(5)),
+        return_exceptions=True,
     )
     assert sorted(posted) == [1, 1, 1, 1]
+    assert [r.outputs["y"][0, 0] for r in results] == [2.0, 6.0, 8.0, 10.0]
+    with pytest.raises(InvalidInput, match="unknown 'z'"):
+        await batcher.predict({"z": rows(6)})  # the usual message, not gathered
+    assert sorted(posted) == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16", "uint8", "int64", "int32", "bool"])
+async def test_arrays_the_model_casts_from_are_gathered_and_cast_once(make_batcher, monkeypatch, dtype):
+    """What the serving doors pass: JSON's float64 or int64, ``uint8`` images, and each as
+    ``{input name: array}``; cast while the batch is assembled, like any request."""
+    model = GatedModel()
+    batcher = make_batcher(model, max_batch_size=64)
+    posted = count_posts(batcher, monkeypatch)
+    sent = [rows(i % 2).astype(dtype) for i in range(6)]
+    results = await asyncio.gather(
+        *(batcher.predict(x) for x in sent[:3]),
+        *(batcher.predict({"x": x}) for x in sent[3:]),
+        batcher.predict(rows(7)),  # the model's own dtype in the same group
+    )
+    assert posted == [7]
+    assert model.batches[0].dtype == np.float32
+    for x, result in zip([*sent, rows(7)], results, strict=True):
+        np.testing.assert_array_equal(result.outputs["y"], x.astype(np.float32) * 2)
+        assert result.outputs["y"].dtype == np.float32
+
+
+async def test_a_group_of_mixed_dtypes_and_sizes_is_cut_and_bisected_per_caller(make_batcher):
+    model = GatedModel(poison=9.0)
+    batcher = make_batcher(model, max_batch_size=4)
+    sent = [
+        rows(1, 1).astype(np.float64),
+        {"x": rows(2).astype(np.uint8)},
+        rows(9).astype(np.int64),  # poisonous: fails alone
+        rows(3, 3, 3),
+        {"x": rows(4).astype(np.float16)},
+    ]
+    results = await asyncio.gather(*(batcher.predict(x) for x in sent), return_exceptions=True)
+    assert isinstance(results[2], ModelError)
+    for i in (0, 1, 3, 4):
+        x = sent[i]["x"] if isinstance(sent[i], dict) else sent[i]
+        np.testing.assert_array_equal(results[i].outputs["y"], x.astype(np.float32) * 2)
+
+
+async def test_arrays_the_model_cannot_take_keep_their_own_message(make_batcher, monkeypatch):
+    batcher = make_batcher(GatedModel(dtype="int32"), max_batch_size=64)
+    posted = count_posts(batcher, monkeypatch)
+    with pytest.raises(InvalidInput, match="dtype float32, which cannot be cast to int32"):
+        await batcher.predict(rows(1))
+    with pytest.raises(InvalidInput, match="shape"):
+        await batcher.predict({"x": np.zeros((1, 4), np.int64)})
+    assert posted == []
+    result = await batcher.predict({"x": np.ones((1, 3), np.uint8)})
+    np.testing.assert_array_equal(result.outputs["y"], [[2, 2, 2]])
+    assert result.outputs["y"].dtype == np.int32
 
 
 async def test_a_group_that_does_not_fit_is_cut_and_fills_the_batches(make_batcher):
@@ -362,3 +417,50 @@ async def test_many_gathered_callers_for_a_batch_of_one(make_batcher):
     results = await asyncio.gather(*(batcher.predict(rows(i)) for i in range(300)))
     assert [float(r.outputs["y"][0, 0]) for r in results] == [2.0 * i for i in range(300)]
     assert set(model.sizes) == {1}
+
+
+async def test_a_group_that_cannot_be_posted_fails_its_callers_and_is_counted(make_batcher, monkeypatch):
+    batcher = make_batcher(GatedModel(), max_batch_size=64)
+    post = batcher._mailbox.post
+    calls = []
+
+    def broken_once(request):
+        calls.append(request.count)
+        if len(calls) == 1:
+            raise RuntimeError("the mailbox broke")
+        return post(request)
+
+    monkeypatch.setattr(batcher._mailbox, "post", broken_once)
+    tasks = [asyncio.ensure_future(batcher.predict(rows(i))) for i in range(5)]
+    await asyncio.sleep(0)
+    tasks[4].cancel()  # gave up before the group was posted
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    assert calls == [5]
+    errors = outcomes[:4]
+    assert all(isinstance(e, RuntimeError) and str(e) == "the mailbox broke" for e in errors)
+    assert len({id(e) for e in errors}) == 4  # each caller its own exception
+    assert isinstance(outcomes[4], asyncio.CancelledError)
+    snap = batcher.snapshot()
+    assert (snap["requests"], snap["errors"], snap["cancelled"]) == (5, 4, 1)
+    result = await batcher.predict(rows(7))  # the batcher serves on
+    np.testing.assert_array_equal(result.outputs["y"], rows(7) * 2)
+
+
+def test_a_loop_closed_before_its_group_was_posted_is_let_go_at_close(make_batcher):
+    batcher = make_batcher(GatedModel(), max_batch_size=64)
+    loop = asyncio.new_event_loop()
+
+    tasks = []
+
+    async def call_then_stop() -> None:
+        tasks.append(loop.create_task(batcher.predict(rows(1))))
+        await asyncio.sleep(0)  # the task runs and gathers; its group's flush is queued
+        loop.stop()  # ... and this iteration is the loop's last
+
+    tasks.append(loop.create_task(call_then_stop()))
+    loop.run_forever()
+    assert loop in batcher._gatherer._open
+    loop.close()
+    batcher.close(timeout=5)
+    assert batcher._gatherer._open == {}
+    assert batcher.snapshot()["requests"] == 0  # never posted, so never accepted

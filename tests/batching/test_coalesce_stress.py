@@ -1,9 +1,10 @@
 """Gathered and single callers at random: every caller gets its own rows, doubled, or its own error.
 
 Each seed draws a batcher (batch size, queue size, padding, concurrent batches, latency,
-a staging step) and a crowd of coroutine callers: gathered ones (float32 arrays), ones that go alone (a
-deadline, float64 rows to be cast), callers on a second event loop, rows from one to
-more than a batch, poisonous rows (``GatedModel(poison=...)``), and callers who give up
+a staging step) and a crowd of coroutine callers: gathered ones (float32 arrays; float64
+ones to be cast, bare or by input name), ones that go alone (a deadline, a foreign byte
+order), callers on a second event loop, rows from one to more than a batch, poisonous
+rows (``GatedModel(poison=...)``), and callers who give up
 at a random moment. Whatever happens, a caller who did not give up gets ``2 * x`` for
 its rows, ``ModelError`` only if its own rows were poisonous, or ``Overloaded``; the
 accounting invariant is checked after every seed (conftest). ``STRESS_SEEDS`` sets how
@@ -88,8 +89,12 @@ async def crowd(batcher: Any, rng: random.Random, first: int, callers: int) -> C
         how = rng.random()
         if how < 0.15:
             call = batcher.predict(x, timeout=30.0)  # a deadline: on its own
+        elif how < 0.2:
+            call = batcher.predict(x.astype(np.float64))  # gathered, cast in assemble
         elif how < 0.25:
-            call = batcher.predict(x.astype(np.float64))  # cast in assemble: on its own
+            call = batcher.predict({"x": x.astype(np.float64)})  # as the serving doors pass it
+        elif how < 0.3:
+            call = batcher.predict(x.astype(">f4"))  # foreign byte order: on its own
         else:
             call = batcher.predict(x)
         made.append((asyncio.ensure_future(call), x, poisoned))

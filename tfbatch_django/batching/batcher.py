@@ -31,7 +31,7 @@ from .policy import DispatchPolicy
 from .request import Prediction, Request, SyncWaiter
 from .runner import Runner, call_model, stages
 from .scheduler import Scheduler
-from .spec import Inputs, TensorSpec, coerce_inputs
+from .spec import Inputs, TensorSpec, castable_to, coerce_inputs
 from .stats import BatcherStats
 
 __all__ = ["MAX_TIMEOUT", "Batcher", "check_timeout"]
@@ -111,6 +111,9 @@ class Batcher:
         self._gathers = self._gatherer is not None and self._default_timeout is None
         self._gather_dtype = self._fits[1] if self._fits is not None else None
         self._gather_row = self._fits[2] if self._fits is not None else None
+        #: Other dtypes a gathered array may have: those the batch assembly casts from
+        #: (JSON's float64 and int64, ``uint8`` images for a float model).
+        self._gather_casts = castable_to(self._fits[1]) if self._fits is not None else frozenset()
         self._run_queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         #: Runners with a ``stage`` step get a staging thread between scheduler and executors.
         self.staging = stages(runner)
@@ -217,21 +220,31 @@ class Batcher:
         flight for the garbage collector to walk).
         """
         loop = asyncio.get_running_loop()
-        if (
-            timeout is None
-            and self._gathers
-            and type(inputs) is np.ndarray
-            and inputs.ndim
-            and inputs.dtype == self._gather_dtype
-            and inputs.shape[1:] == self._gather_row
-            and inputs.shape[0]
-        ):
-            assert self._gatherer is not None
-            return self._gatherer.add(loop, inputs)
+        if timeout is None and self._gathers:
+            # One array for the model's one input, bare or as ``{name: array}`` (what the
+            # serving doors pass), of its row shape and a dtype it takes or is cast from.
+            array = inputs if type(inputs) is np.ndarray else self._only_array(inputs)
+            if (
+                array is not None
+                and array.ndim
+                and array.shape[1:] == self._gather_row
+                and array.shape[0]
+                and (array.dtype == self._gather_dtype or array.dtype in self._gather_casts)
+            ):
+                assert self._gatherer is not None
+                return self._gatherer.add(loop, array)
         future: asyncio.Future[Prediction] = loop.create_future()
         request = self._submit(inputs, timeout, None, loop, future)
         future.add_done_callback(request.on_future_done)
         return future
+
+    def _only_array(self, inputs: Inputs) -> np.ndarray | None:
+        """The array of ``{input name: array}`` for a one-input model, else None."""
+        if type(inputs) is dict and len(inputs) == 1 and self._fits is not None:
+            array = inputs.get(self._fits[0])
+            if type(array) is np.ndarray:
+                return array
+        return None
 
     def predict_sync(self, inputs: Inputs, *, timeout: float | None = None) -> Prediction:
         """Submit rows and block this thread until their outputs (or an error) are in."""

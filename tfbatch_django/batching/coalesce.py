@@ -327,8 +327,13 @@ class Gatherer:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if not any(loop.is_running() for loop in list(self._open)):
-                return
+                break
             time.sleep(0.001)
+        # A loop stopped (``loop.stop()``) in the iteration its coroutines called
+        # ``predict()`` still holds its flush: it runs if that loop runs again. A loop
+        # closed since never will, and its callers' tasks died with it: let it go.
+        for loop in [loop for loop in list(self._open) if loop.is_closed()]:
+            self._open.pop(loop, None)
 
     def flush(self, loop: asyncio.AbstractEventLoop) -> None:
         """Post ``loop``'s group (on that loop, once per iteration). Never raises."""
@@ -336,6 +341,7 @@ class Gatherer:
         if group is None:
             return
         futures = group.futures
+        posted = False
         try:
             # Members whose callers gave up already are posted all the same: the
             # scheduler drops them before their batch and counts them as cancelled.
@@ -348,13 +354,26 @@ class Gatherer:
                     return
             request = GroupRequest(self.input, group.arrays, futures, group.t_submits, loop)
             refusal = self.mailbox.post(request)
+            posted = refusal is None
             if refusal is not None:
                 self._refuse(futures, refusal)
         except BaseException as exc:  # never leave a caller waiting
             logger.exception("model %r: could not post gathered requests", self.name)
-            for future in futures:
-                if not future.done():
-                    future.set_exception(fresh_error(exc))
+            if not posted:  # once posted, its callers are the scheduler's to answer
+                self._fail(futures, exc)
+
+    def _fail(self, futures: list[asyncio.Future[Prediction]], error: BaseException) -> None:
+        """Answer callers whose group could not be posted with ``error``; counted as
+        accepted and failed (or cancelled), so every caller is in the statistics once."""
+        waiting = [f for f in futures if not f.done()]
+        gone = sum([f.cancelled() for f in futures])
+        self.mailbox.count_accepted(len(waiting) + gone)
+        if gone:
+            self.stats.record_request("cancelled", count=gone)
+        if waiting:
+            self.stats.record_request("error", count=len(waiting))
+        for future in waiting:
+            future.set_exception(fresh_error(error))
 
     def _refuse(self, futures: list[asyncio.Future[Prediction]], reason: str) -> None:
         """Refuse ``futures``: ``Overloaded``, except to callers who already gave up

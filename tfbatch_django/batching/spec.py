@@ -16,7 +16,7 @@ import numpy as np
 
 from ..exceptions import InvalidInput
 
-__all__ = ["Inputs", "TensorSpec", "coerce_inputs", "format_shape"]
+__all__ = ["Inputs", "TensorSpec", "castable_to", "coerce_inputs", "format_shape"]
 
 #: What callers may pass: one array-like for a single-input model, or a mapping of
 #: input name to array-like.
@@ -180,6 +180,18 @@ def _as_array(spec: TensorSpec, value: Any, model: str | None, cast: bool = True
                 arr = arr.astype(spec.dtype)
     _check_shape(spec, arr, model)
     return arr
+
+
+#: Every numeric dtype a caller might send (native byte order: numpy's own arrays and JSON's).
+_NUMERIC = tuple(np.dtype(code) for code in "?bhilqpBHILQPefdg")
+
+
+def castable_to(dtype: np.dtype[Any]) -> frozenset[np.dtype[Any]]:
+    """The other numeric dtypes ``coerce_inputs`` accepts for an input of ``dtype`` (its cast
+    rule, precomputed: the gathered path checks a caller's dtype with one set lookup)."""
+    if dtype.kind not in "biuf":
+        return frozenset()
+    return frozenset(d for d in _NUMERIC if d != dtype and np.can_cast(d, dtype, "same_kind"))
 
 
 def _dtype_name(arr: np.ndarray) -> str:
