@@ -38,7 +38,13 @@ async def predict(model: str, inputs: Inputs, *, timeout: float | None = None) -
     dict of output name -> array; each has one row per input row. ``timeout`` is in
     seconds (default: the model's ``TIMEOUT_MS``). Never blocks the event loop.
     """
-    return (await predict_detailed(model, inputs, timeout=timeout)).value()
+    # predict_detailed, inlined: one coroutine per call instead of two (bench_batcher: a
+    # coroutine is ~0.2 µs, and one more object in flight for the garbage collector).
+    handle = registry.get(model)
+    batcher = handle.batcher or await handle.aload()
+    if type(batcher) is not Batcher:  # a remote model's client: its own predict()
+        return (await batcher.predict(inputs, timeout=timeout)).value()
+    return (await batcher.submit_async(inputs, timeout)).value()
 
 
 async def predict_detailed(model: str, inputs: Inputs, *, timeout: float | None = None) -> Prediction:
