@@ -27,7 +27,7 @@ CHANNELS_MODULES = {
     "serving/http_consumer.py",
     "serving/channels_base.py",
     "routing.py",
-    "remote/client.py",  # the channel layer, for models served by workers (WORKER)
+    "remote/calls.py",  # the channel layer's ChannelFull, for models served by workers (WORKER)
     "remote/server.py",
     "remote/lean.py",  # the same calls on the layer's Redis, raising the layer's ChannelFull
 }

@@ -10,18 +10,18 @@ any thread or loop post to it with one ``call_soon_threadsafe`` and wait on a fu
 their own loop (coroutines) or a lock (threads), exactly as with a local batcher.
 
 Coroutine callers on a long-lived loop (daphne's, uvicorn's) skip that thread: their
-loop gets a *lane* (``_Lane``), two raw Redis connections on the loop itself and a reply
-channel of its own, so a request is written to Redis from the caller's coroutine and its
-reply resolves the caller's future from the loop's own reading callback, with no
-cross-thread wake-up either way (the thread cost two: each a self-pipe write and a GIL
-hand-off, ~0.15-0.2 ms of a lone request's round trip here; see the README's worker
-benchmark). A loop's lane opens at its second request (``async_to_sync`` builds a loop
-per call: those keep the thread) and only on the lean transport over plain TCP or a Unix
-socket; until it is connected, and for threads, the background thread serves. The lane
-closes with its loop (``asyncio.run`` cancels its guard task; a loop closed otherwise is
-noticed by the watchdog). Liveness stays in the thread: heartbeats say which requests a
-worker holds for every reply channel of the process, and the watchdog fails a lane's
-requests as it fails the thread's; withdrawals are sent by the thread too.
+loop gets a *lane* (``lane.Lane``), raw Redis connections on the loop itself and a reply
+channel of its own, with no cross-thread wake-up either way (the thread cost two,
+~0.15-0.2 ms of a lone request's round trip here; see ``lane.py``). A loop's lane opens
+at its second request (``async_to_sync`` builds a loop per call: those keep the thread)
+and only on the lean transport over plain TCP or a Unix socket; until it is connected,
+and for threads, the background thread serves. The lane closes with its loop
+(``asyncio.run`` cancels its guard task; a loop closed otherwise is noticed by the
+watchdog). Liveness stays in the thread: heartbeats say which requests a worker holds for
+every reply channel of the process, and the watchdog fails a lane's requests as it fails
+the thread's; withdrawals are sent by the thread too. The thread and the lanes share the
+calls in flight (``calls.py``: a request's ``Call``, the answers a reply makes, their
+delivery to callers).
 
 Coalescing: the sender takes every request queued while its previous send was in flight
 and sends them as one message per worker name, so a burst costs one Redis round trip
@@ -37,49 +37,28 @@ task) withdraws its request from the worker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
 import numpy as np
 
-from ..batching import Prediction, TensorSpec
-from ..batching.answers import Failed, deliver_async
-from ..batching.request import SyncWaiter
+from ..batching import TensorSpec
 from ..batching.spec import coerce_inputs
 from ..conf.workers import WorkerConfig
-from ..exceptions import InvalidInput, ModelNotFound, Overloaded, TFBatchError, WorkerUnavailable
+from ..exceptions import InvalidInput, ModelNotFound, WorkerUnavailable
 from . import protocol
+from .calls import MAX_PER_MESSAGE, Answer, Call, deliver, replied, send_failed
+from .lane import Lane
 from .liveness import WorkerBook
 
 __all__ = ["RemoteClient", "get_client"]
 
 logger = logging.getLogger("tfbatch_django.remote")
-
-_MAX_PER_MESSAGE = 64  # requests coalesced into one message at most
-
-
-@dataclass(eq=False)
-class _Call:
-    id: int
-    worker: str
-    model: str
-    entry: list[Any]  # [id, model, timeout, inputs] as sent
-    waiter: SyncWaiter | tuple[asyncio.AbstractEventLoop, asyncio.Future[Prediction]]
-    sent_at: float = field(default_factory=time.monotonic)
-    claimed_by: str | None = None
-    lane: _Lane | None = None  # sent and answered on the caller's loop, not the client's thread
-
-
-_Answer = tuple[_Call, Prediction | None, BaseException | None]
 
 
 class RemoteClient:
@@ -92,10 +71,10 @@ class RemoteClient:
         self.pid = os.getpid()
         self.reply_channel: str | None = None
         self._ids = itertools.count(1)
-        self._pending: dict[int, _Call] = {}
-        self._outbox: list[_Call] = []
+        self._pending: dict[int, Call] = {}  # in flight, shared with the lanes (see calls.py)
+        self._outbox: list[Call] = []
         self._cancels: dict[tuple[str, str], list[int]] = {}  # (worker, reply channel) -> ids
-        self._lanes: dict[asyncio.AbstractEventLoop, _Lane] = {}
+        self._lanes: dict[asyncio.AbstractEventLoop, Lane] = {}
         self._replies: set[str] = set()  # every reply channel of this client: the thread's and the lanes'
         self.lane_requests = 0  # requests sent on lanes (the rest went through the thread)
         self._wake: asyncio.Event | None = None
@@ -171,10 +150,10 @@ class RemoteClient:
 
     def submit(
         self, worker: str, model: str, encoded: dict[str, list[Any]], timeout: float | None, waiter: Any
-    ) -> _Call:
+    ) -> Call:
         """Send a request; ``waiter`` is a ``SyncWaiter``, or ``(loop, future)`` from a coroutine on ``loop``."""
         call_id = next(self._ids)
-        call = _Call(call_id, worker, model, [call_id, model, timeout, encoded], waiter)
+        call = Call(call_id, worker, model, [call_id, model, timeout, encoded], waiter)
         if type(waiter) is tuple:
             lane = self._lane(waiter[0])
             if lane is not None:
@@ -186,7 +165,7 @@ class RemoteClient:
         self._loop.call_soon_threadsafe(self._post, call)
         return call
 
-    def withdraw(self, call: _Call) -> None:
+    def withdraw(self, call: Call) -> None:
         """The caller gave up: forget the call and tell the worker to drop it."""
         if call.lane is not None and call.lane.unqueue(call):  # never left this process
             self._pending.pop(call.id, None)
@@ -199,15 +178,16 @@ class RemoteClient:
         lane = self._lanes.get(loop)
         return lane is not None and lane.ready
 
-    def _lane(self, loop: asyncio.AbstractEventLoop) -> _Lane | None:
+    def _lane(self, loop: asyncio.AbstractEventLoop) -> Lane | None:
         """The caller's loop's lane when it is connected; else None (and open it at the second call)."""
         lane = self._lanes.get(loop)
         if lane is not None and lane.ready:
             return lane
-        if self._lane_layer is None:
+        layer = self._lane_layer
+        if layer is None:
             return None
-        if lane is None:
-            self._lanes[loop] = _Lane(self, loop)  # seen once: a loop per call needs none
+        if lane is None:  # seen once: a loop per call needs none
+            self._lanes[loop] = Lane(loop, layer, self._pending, self._replies, coalesce=self.config.coalesce)
         else:
             lane.seen()
         return None
@@ -258,13 +238,13 @@ class RemoteClient:
         else:
             self._subscribe_failing = False
 
-    def _post(self, call: _Call) -> None:
+    def _post(self, call: Call) -> None:
         self._pending[call.id] = call
         self._outbox.append(call)
         assert self._wake is not None
         self._wake.set()
 
-    def _withdraw(self, call: _Call) -> None:
+    def _withdraw(self, call: Call) -> None:
         if self._pending.pop(call.id, None) is None:
             return
         if call in self._outbox:
@@ -283,19 +263,19 @@ class RemoteClient:
             self._wake.clear()
             outbox, self._outbox = self._outbox, []
             cancels, self._cancels = self._cancels, {}
-            by_worker: dict[str, list[_Call]] = {}
+            by_worker: dict[str, list[Call]] = {}
             for call in outbox:
                 by_worker.setdefault(call.worker, []).append(call)
             sends = []
             for worker, calls in by_worker.items():
-                step = _MAX_PER_MESSAGE if self.config.coalesce else 1
+                step = MAX_PER_MESSAGE if self.config.coalesce else 1
                 sends += [self._send(worker, calls[i : i + step]) for i in range(0, len(calls), step)]
             for (worker, reply), ids in cancels.items():
                 message = {"type": protocol.CANCEL, "reply": reply, "ids": ids}
                 sends.append(self._layer.group_send(protocol.control_group(worker), message))
             await asyncio.gather(*sends, return_exceptions=True)
 
-    async def _send(self, worker: str, calls: list[_Call]) -> None:
+    async def _send(self, worker: str, calls: list[Call]) -> None:
         message = {
             "type": protocol.PREDICT,
             "reply": self.reply_channel,
@@ -305,38 +285,7 @@ class RemoteClient:
         try:
             await self._layer.send(protocol.request_channel(worker), message)
         except Exception as exc:  # noqa: BLE001 - every failure is answered to its callers
-            self._resolve(self._send_failed(worker, calls, exc))
-
-    def _send_failed(self, worker: str, calls: list[_Call], exc: BaseException | None) -> list[_Answer]:
-        """The answers for ``calls`` whose message could not be sent (``exc`` None: the channel is full)."""
-        from channels.exceptions import ChannelFull
-
-        if exc is None or isinstance(exc, ChannelFull):
-            error: type[TFBatchError] = Overloaded
-            why = f"the channel layer's queue for worker {worker!r} is full (its capacity)"
-        else:
-            error, why = WorkerUnavailable, f"the channel layer could not send to worker {worker!r}: {exc}"
-        return [
-            (call, None, error(f"model {call.model!r}: {why}", model=call.model))
-            for call in calls
-            if self._pending.pop(call.id, None) is not None
-        ]
-
-    def _replied(self, message: dict[str, Any]) -> list[_Answer]:
-        """The answers a ``REPLY`` message carries, for the calls still pending."""
-        answers: list[_Answer] = []
-        for call_id, ok, payload in message["replies"]:
-            call = self._pending.pop(call_id, None)
-            if call is None:  # withdrawn, or failed already
-                continue
-            try:
-                if ok:
-                    answers.append((call, protocol.decode_prediction(payload), None))
-                else:
-                    answers.append((call, None, protocol.decode_error(payload, call.model)))
-            except Exception as exc:  # noqa: BLE001 - a malformed reply fails only its call
-                answers.append((call, None, WorkerUnavailable(f"bad reply from worker: {exc}", model=call.model)))
-        return answers
+            deliver(send_failed(self._pending, worker, calls, exc))
 
     async def _receiver(self) -> None:
         failing = False
@@ -353,7 +302,7 @@ class RemoteClient:
             failing = False
             kind = message.get("type")
             if kind == protocol.REPLY:
-                self._resolve(self._replied(message))
+                deliver(replied(self._pending, message))
             elif kind == protocol.HEARTBEAT:
                 seen = self.book.heard(message)
                 for reply, ids in message.get("holding", {}).items():
@@ -379,7 +328,8 @@ class RemoteClient:
             for loop, lane in list(self._lanes.items()):
                 if loop.is_closed():  # closed without cancelling its tasks: nobody is left to answer
                     lane.forget()
-            failed: list[_Answer] = []
+                    self._lanes.pop(loop, None)
+            failed: list[Answer] = []
             for worker in self.book.watched():
                 dead = {w.key: w for w in self.book.collect_dead(worker)}
                 anyone = bool(self.book.live(worker)) or self.book.still_listening(worker)
@@ -394,192 +344,7 @@ class RemoteClient:
                         why = f"no worker {worker!r} took this request within {self.config.dead_after:g} s"
                     if why is not None and self._pending.pop(call.id, None) is not None:
                         failed.append((call, None, WorkerUnavailable(f"model {call.model!r}: {why}", model=call.model)))
-            self._resolve(failed)
-
-    def _resolve(self, answers: list[_Answer]) -> None:
-        """Answer callers: threads at once, coroutines with one hop per loop."""
-        per_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}  # future, answer, future, answer...
-        for call, value, error in answers:
-            waiter = call.waiter
-            if isinstance(waiter, SyncWaiter):
-                waiter.resolve(value, error)
-            else:
-                per_loop.setdefault(waiter[0], []).extend((waiter[1], Failed(error) if error is not None else value))
-        for loop, items in per_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: its callers are gone
-                loop.call_soon_threadsafe(deliver_async, items)
-
-
-class _Lane:
-    """A loop's own way to the workers: requests written and replies read on the loop itself.
-
-    Two ``RedisWire`` connections: one sends (``EVAL`` of the lean layer's send script,
-    replies in order), one blocks in ``BLPOP`` on the lane's reply channel. Coalescing as
-    in the thread's sender: a request goes out at once when no send of the lane is
-    waiting for Redis; the ones queued meanwhile go together when it returns.
-    """
-
-    _RETRY_AFTER = 5.0  # seconds before a loop whose lane failed tries another
-
-    def __init__(self, client: RemoteClient, loop: asyncio.AbstractEventLoop) -> None:
-        self.client = client
-        self.loop = loop
-        self.layer = client._lane_layer
-        self.reply_channel = f"tfbatch.reply.{uuid.uuid4().hex}"
-        self.ready = False
-        self.closed = False
-        self._opening = False
-        self._retry_at = 0.0
-        self._send_wire: Any = None
-        self._recv_wire: Any = None
-        self._outbox: list[_Call] = []
-        self._in_flight = 0
-        self._guard: asyncio.Task[None] | None = None
-
-    def seen(self) -> None:
-        """A coroutine of this loop called again: open the lane (once; again a while after a failure)."""
-        if self._opening or self.closed or time.monotonic() < self._retry_at:
-            return
-        self._opening = True
-        self._guard = self.loop.create_task(self._live(), name="tfbatch-remote-lane")
-
-    async def _live(self) -> None:
-        """Connect, then wait for the loop's end (``asyncio.run`` cancels this task) and close."""
-        try:
-            self._send_wire = await self.layer.open_wire(self._lost)
-            self._recv_wire = await self.layer.open_wire(self._lost)
-            self.client._replies.add(self.reply_channel)
-            self._listen()
-            self.ready = True
-            await self.loop.create_future()  # until the loop's end
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:  # noqa: BLE001 - the thread keeps serving this loop
-            logger.debug("tfbatch: no lane to Redis for this event loop: %s", exc)
-            self._retry_at = time.monotonic() + self._RETRY_AFTER
-        finally:
-            self._close()
-            self._opening = False
-
-    def _lost(self, error: BaseException) -> None:
-        if not self.closed and self._guard is not None:
-            logger.warning("tfbatch: an event loop's connection to Redis failed: %s", error)
-            self._retry_at = time.monotonic() + self._RETRY_AFTER
-            self._guard.cancel()
-
-    def _close(self) -> None:
-        """Stop serving; fail this lane's pending calls (their replies would come here)."""
-        self.ready = False
-        self.client._replies.discard(self.reply_channel)
-        for wire in (self._send_wire, self._recv_wire):
-            if wire is not None:
-                wire.on_lost = None
-                wire.close()
-        self._send_wire = self._recv_wire = None
-        self._outbox = []
-        self._in_flight = 0
-        why = "the event loop's connection to Redis closed while the request was out"
-        self._answer(
-            [
-                (call, None, WorkerUnavailable(f"model {call.model!r}: {why}", model=call.model))
-                for call in list(self.client._pending.values())
-                if call.lane is self and self.client._pending.pop(call.id, None) is not None
-            ]
-        )
-        # A new lane (a new reply channel) for this loop at its next calls.
-        self.reply_channel = f"tfbatch.reply.{uuid.uuid4().hex}"
-
-    def forget(self) -> None:
-        """The loop closed without cancelling this lane's task: drop it from the client."""
-        self.closed = True
-        self.ready = False
-        self.client._replies.discard(self.reply_channel)
-        self.client._lanes.pop(self.loop, None)
-        for call in [c for c in list(self.client._pending.values()) if c.lane is self]:
-            self.client._pending.pop(call.id, None)
-
-    # -- sending
-
-    def post(self, call: _Call) -> None:
-        self.client._pending[call.id] = call
-        self._outbox.append(call)
-        if not self._in_flight or not self.client.config.coalesce:
-            self._flush()
-
-    def unqueue(self, call: _Call) -> bool:
-        """Take back a call not sent yet; False when it has left."""
-        if call in self._outbox:
-            self._outbox.remove(call)
-            return True
-        return False
-
-    def _flush(self) -> None:
-        outbox, self._outbox = self._outbox, []
-        by_worker: dict[str, list[_Call]] = {}
-        for call in outbox:
-            by_worker.setdefault(call.worker, []).append(call)
-        step = _MAX_PER_MESSAGE if self.client.config.coalesce else 1
-        for worker, calls in by_worker.items():
-            for i in range(0, len(calls), step):
-                self._send(worker, calls[i : i + step])
-
-    def _send(self, worker: str, calls: list[_Call]) -> None:
-        message = {
-            "type": protocol.PREDICT,
-            "reply": self.reply_channel,
-            "sent": time.time(),
-            "requests": [call.entry for call in calls],
-        }
-        frame = msgpack.packb(message, use_bin_type=True)
-        args = self.layer.send_args(protocol.request_channel(worker), frame)
-        wire = self._send_wire
-
-        def sent(reply: Any) -> None:
-            if wire is not self._send_wire:  # the lane closed meanwhile (and failed these calls)
-                return
-            self._in_flight -= 1
-            if reply != 1:
-                self._answer(self.client._send_failed(worker, calls, None if reply == 0 else reply))
-            if not self._in_flight and self._outbox and self.ready:
-                self._flush()
-
-        try:
-            wire.command(sent, *args)
-        except Exception as exc:  # noqa: BLE001 - the connection is gone: these calls fail now
-            self._answer(self.client._send_failed(worker, calls, exc))
-            return
-        self._in_flight += 1
-
-    # -- receiving
-
-    def _listen(self) -> None:
-        self._recv_wire.command(self._popped, "BLPOP", self.layer.key(self.reply_channel), 5)
-
-    def _popped(self, reply: Any) -> None:
-        if isinstance(reply, BaseException):  # connection lost: _lost says so
-            return
-        if reply is not None:
-            try:
-                message = msgpack.unpackb(reply[1], raw=False)
-                if message.get("type") == protocol.REPLY:
-                    self._answer(self.client._replied(message))
-            except Exception:  # a malformed message: its callers time out, or the watchdog fails them
-                logger.exception("tfbatch: bad message on an event loop's reply channel")
-        # The next BLPOP after the callers just answered have run (they were scheduled first).
-        self.loop.call_soon(self._relisten, self._recv_wire)
-
-    def _relisten(self, wire: Any) -> None:
-        if wire is not None and wire is self._recv_wire and wire.usable:
-            self._listen()
-
-    @staticmethod
-    def _answer(answers: list[_Answer]) -> None:
-        """Answer this loop's callers now (we are on their loop)."""
-        flat: list[Any] = []
-        for call, value, error in answers:
-            assert type(call.waiter) is tuple
-            flat += [call.waiter[1], Failed(error) if error is not None else value]
-        deliver_async(flat)
+            deliver(failed)
 
 
 _clients: dict[tuple[str, WorkerConfig], RemoteClient] = {}

@@ -20,7 +20,7 @@ the receive lock and buffers of process-local channels) against ~0.13 ms for a b
 benchmark). Any other layer backend keeps the channel-layer API (``make_layer``).
 
 ``RedisWire`` is the same Redis without redis-py, for the hot path of coroutine callers
-(``client.py``'s per-loop lanes): a raw ``asyncio.Protocol`` whose commands are written at
+(the per-loop lanes, ``lane.py``): a raw ``asyncio.Protocol`` whose commands are written at
 once (no await, so a cancelled caller never interrupts one) and whose replies go, in
 order, to the callbacks given with them. Measured here: a command round trip ~23 µs
 against ~65 µs through ``redis.asyncio`` (its pool, locks and parser per command).
