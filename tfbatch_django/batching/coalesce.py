@@ -15,7 +15,7 @@ model's single input (dtype and row shape), and no deadline. Everything else goe
 usual way, one ``Request`` each. Each member keeps its own outcome: a member cancelled
 by its caller is dropped (and counted as cancelled), and when a model call fails, the
 group is broken up into its members, which are run again one by one, so that bisection
-finds the bad rows and only their callers get the error (``Scheduler._explode``).
+finds the bad rows and only their callers get the error (``Outcomes._explode``).
 """
 
 from __future__ import annotations
