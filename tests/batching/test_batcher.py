@@ -507,3 +507,29 @@ async def test_a_split_request_is_stitched_in_row_order_when_its_batches_finish_
     result = await task
     np.testing.assert_array_equal(result.outputs["y"], x * 2)
     assert result.batch.batches == 2
+
+
+async def test_a_caller_is_not_blamed_for_the_rows_of_one_answered_while_the_call_ran(make_batcher):
+    """A failing call held a poisonous request whose deadline passed meanwhile: the one
+    caller left is run alone before it is blamed (it was blamed at once, and got the
+    poisonous caller's ModelError)."""
+    from tests.batching.test_coalesce import SteppedModel
+
+    model = SteppedModel(poison=9.0)
+    batcher = make_batcher(model, max_batch_size=8)
+    first = asyncio.ensure_future(batcher.predict(rows(0)))
+    await model.next_call()  # the model is busy: the next two queue together
+    poisonous = asyncio.ensure_future(batcher.predict(rows(9), timeout=0.3))
+    innocent = asyncio.ensure_future(batcher.predict(rows(1), timeout=30))
+    await wait_until(lambda: batcher.queue_depth() == 2)
+    model.step()
+    await first
+    await model.next_call()  # their batch runs, and will fail
+    with pytest.raises(PredictTimeout, match="while its batch ran"):
+        await poisonous  # answered at its deadline; its rows are still in the call
+    model.step()  # the call fails
+    await model.next_call()  # the innocent caller alone
+    model.step()
+    result = await innocent
+    np.testing.assert_array_equal(result.outputs["y"], rows(1) * 2)
+    assert [b[:, 0].tolist() for b in model.batches] == [[0.0], [9.0, 1.0], [1.0]]

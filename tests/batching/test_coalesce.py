@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from tests.batching.test_batcher import occupy, rows, wait_until
 from tests.fakes import GatedModel
 from tfbatch_django.batching import CallableRunner
 from tfbatch_django.batching.coalesce import GroupRequest
-from tfbatch_django.exceptions import InvalidInput, ModelError, Overloaded
+from tfbatch_django.exceptions import InvalidInput, ModelError, Overloaded, PredictTimeout
 
 
 class SteppedModel(GatedModel):
@@ -464,3 +465,106 @@ def test_a_loop_closed_before_its_group_was_posted_is_let_go_at_close(make_batch
     batcher.close(timeout=5)
     assert batcher._gatherer._open == {}
     assert batcher.snapshot()["requests"] == 0  # never posted, so never accepted
+
+
+# -- with the model's default deadline (TIMEOUT_MS): each member's own, from its own submit
+
+
+async def test_callers_are_gathered_under_a_default_deadline(make_batcher, monkeypatch):
+    batcher = make_batcher(GatedModel(), max_batch_size=64, default_timeout=30.0)
+    posted = count_posts(batcher, monkeypatch)
+    results = await asyncio.gather(*(batcher.predict(rows(i)) for i in range(10)))
+    assert posted == [10]
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(result.outputs["y"], rows(i) * 2)
+
+
+def spread_group(batcher, gap: float) -> list[asyncio.Task]:
+    """Two callers in one loop iteration, ``gap`` seconds apart (the loop blocked between):
+    one group whose members' deadlines are ``gap`` apart."""
+
+    async def early():
+        return await batcher.predict(rows(1))
+
+    async def late():
+        time.sleep(gap)
+        return await batcher.predict(rows(2))
+
+    return [asyncio.ensure_future(early()), asyncio.ensure_future(late())]
+
+
+async def test_a_queued_member_times_out_at_its_own_deadline_and_its_rows_never_run(make_batcher, monkeypatch):
+    model = SteppedModel()
+    batcher = make_batcher(model, max_batch_size=8, default_timeout=0.5)
+    posted = count_posts(batcher, monkeypatch)
+    first = asyncio.ensure_future(batcher.predict(rows(0), timeout=30))  # a deadline of its own
+    await model.next_call()  # the model is busy: the group queues
+    early, late = spread_group(batcher, 0.6)
+    with pytest.raises(PredictTimeout, match="in the queue"):
+        await early
+    assert not late.done()  # its deadline is 0.6 s later
+    model.step()
+    await first
+    await model.next_call()
+    model.step()
+    result = await late
+    np.testing.assert_array_equal(result.outputs["y"], rows(2) * 2)
+    assert posted == [1, 2]
+    assert [b[:, 0].tolist() for b in model.batches] == [[0.0], [2.0]]
+    snap = batcher.snapshot()
+    assert (snap["requests"], snap["completed"], snap["timeouts"]) == (3, 2, 1)
+
+
+async def test_a_running_member_times_out_at_its_own_deadline_the_others_get_their_rows(make_batcher):
+    model = SteppedModel()
+    batcher = make_batcher(model, max_batch_size=8, default_timeout=0.8)
+    early, late = spread_group(batcher, 0.4)
+    await model.next_call()  # both in the running batch
+    with pytest.raises(PredictTimeout, match="while its batch ran"):
+        await early
+    assert not late.done()
+    model.step()
+    result = await late
+    np.testing.assert_array_equal(result.outputs["y"], rows(2) * 2)
+    assert result.batch.size == 2  # the batch it rode in still held the other's row
+    snap = batcher.snapshot()
+    assert (snap["requests"], snap["completed"], snap["timeouts"]) == (2, 1, 1)
+
+
+async def test_a_running_group_whose_members_all_time_out_answers_no_one_twice(make_batcher):
+    model = SteppedModel()
+    batcher = make_batcher(model, max_batch_size=8, default_timeout=0.2)
+    early, late = spread_group(batcher, 0.1)
+    await model.next_call()
+    outcomes = await asyncio.gather(early, late, return_exceptions=True)
+    assert all(isinstance(o, PredictTimeout) for o in outcomes)
+    model.step()  # its outputs come back to no one
+    await wait_until(lambda: batcher.snapshot()["batches"] == 1)
+    snap = batcher.snapshot()
+    assert (snap["requests"], snap["completed"], snap["timeouts"]) == (2, 0, 2)
+
+
+async def test_a_group_cut_over_batches_keeps_every_members_deadline(make_batcher):
+    model = SteppedModel()
+    batcher = make_batcher(model, max_batch_size=2, default_timeout=0.3)
+    first = asyncio.ensure_future(batcher.predict(rows(0), timeout=30))
+    await model.next_call()
+    tasks = [asyncio.ensure_future(batcher.predict(rows(i))) for i in range(1, 6)]  # one group, cut 2 + 2 + 1
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    # The first two were dispatched (the next batch waits formed while one runs), the rest queued.
+    assert [str(o).rsplit("passed ", 1)[1] for o in outcomes] == ["while its batch ran"] * 2 + ["in the queue"] * 3
+    model.step()
+    await first
+    snap = batcher.snapshot()
+    assert (snap["requests"], snap["completed"], snap["timeouts"]) == (6, 1, 5)
+    await wait_until(lambda: batcher.snapshot()["in_flight_batches"] == 0)
+    assert [b[:, 0].tolist() for b in model.batches] == [[0.0]]  # none of their rows ran
+
+
+async def test_a_broken_up_group_keeps_its_members_deadlines_and_fails_only_the_poisonous(make_batcher):
+    model = GatedModel(poison=9.0)
+    batcher = make_batcher(model, max_batch_size=8, default_timeout=30.0)
+    outcomes = await asyncio.gather(*(batcher.predict(rows(v)) for v in (1, 9, 3)), return_exceptions=True)
+    assert isinstance(outcomes[1], ModelError)
+    np.testing.assert_array_equal(outcomes[0].outputs["y"], rows(1) * 2)
+    np.testing.assert_array_equal(outcomes[2].outputs["y"], rows(3) * 2)

@@ -5,8 +5,11 @@ a staging step) and a crowd of coroutine callers: gathered ones (float32 arrays;
 ones to be cast, bare or by input name), ones that go alone (a deadline, a foreign byte
 order), callers on a second event loop, rows from one to more than a batch, poisonous
 rows (``GatedModel(poison=...)``), and callers who give up
-at a random moment. Whatever happens, a caller who did not give up gets ``2 * x`` for
-its rows, ``ModelError`` only if its own rows were poisonous, or ``Overloaded``; the
+at a random moment; some batchers have a default deadline (``TIMEOUT_MS``) shorter than
+their model's calls, and some groups span milliseconds (a caller blocks the loop between
+two others). Whatever happens, a caller who did not give up gets ``2 * x`` for
+its rows, ``ModelError`` only if its own rows were poisonous, ``PredictTimeout`` only
+once its own deadline has passed, or ``Overloaded``; the
 accounting invariant is checked after every seed (conftest). ``STRESS_SEEDS`` sets how
 many seeds run (a few hundred before a change to the batcher is merged).
 """
@@ -16,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,7 +31,7 @@ import pytest
 from tests.batching.test_batcher import wait_until
 from tests.fakes import GatedModel
 from tfbatch_django.batching import Prediction
-from tfbatch_django.exceptions import ModelError, Overloaded
+from tfbatch_django.exceptions import ModelError, Overloaded, PredictTimeout
 
 POISON = -1.0
 SEEDS = int(os.environ.get("STRESS_SEEDS", "24"))
@@ -48,6 +54,8 @@ def draw_config(rng: random.Random) -> dict[str, Any]:
     }
     if rng.random() < 0.3:
         config["allowed_batch_sizes"] = tuple(sorted({1, size, size + 3}))
+    if rng.random() < 0.35:
+        config["default_timeout"] = rng.choice([0.002, 0.005, 0.02])
     return config
 
 
@@ -59,12 +67,26 @@ def draw_rows(rng: random.Random, caller: int, poisoned: bool) -> np.ndarray:
     return np.array([[v, v + 0.5, -v] for v in values], dtype=np.float32)
 
 
-def check(x: np.ndarray, poisoned: bool, outcome: object, gave_up: bool) -> None:
+async def timed(call: Callable[[], Awaitable[Any]]) -> Any:
+    """``call()``'s outcome; a ``PredictTimeout`` carries how long after this started it came."""
+    start = time.perf_counter()  # before the call submits: its deadline is later than start + timeout
+    try:
+        return await call()
+    except PredictTimeout as exc:
+        exc.waited = time.perf_counter() - start  # type: ignore[attr-defined]
+        raise
+
+
+def check(x: np.ndarray, poisoned: bool, outcome: object, gave_up: bool, timeout: float | None) -> None:
     """One caller's outcome against its own rows (see the module docstring)."""
     if isinstance(outcome, asyncio.CancelledError):
         assert gave_up
         return
     if isinstance(outcome, Overloaded):
+        return
+    if isinstance(outcome, PredictTimeout):
+        assert timeout is not None, f"a caller without a deadline got {outcome!r}"
+        assert outcome.waited >= timeout, f"timed out after {outcome.waited}s, before its deadline of {timeout}s"
         return
     if isinstance(outcome, ModelError):
         assert poisoned, f"a caller without poison got {outcome!r}"
@@ -82,36 +104,40 @@ async def crowd(batcher: Any, rng: random.Random, first: int, callers: int) -> C
     Returns how many ended which way (by the exception's or result's type name), and how
     many gave up ("gave_up").
     """
-    made: list[tuple[asyncio.Future[Any], np.ndarray, bool]] = []
+    made: list[tuple[asyncio.Future[Any], np.ndarray, bool, float | None]] = []
+    default = batcher.config.default_timeout
     for i in range(first, first + callers):
         poisoned = rng.random() < 0.08
         x = draw_rows(rng, i, poisoned)
         how = rng.random()
+        timeout = default
         if how < 0.15:
-            call = batcher.predict(x, timeout=30.0)  # a deadline: on its own
+            call, timeout = partial(batcher.predict, x, timeout=30.0), 30.0  # a deadline of its own: on its own
         elif how < 0.2:
-            call = batcher.predict(x.astype(np.float64))  # gathered, cast in assemble
+            call = partial(batcher.predict, x.astype(np.float64))  # gathered, cast in assemble
         elif how < 0.25:
-            call = batcher.predict({"x": x.astype(np.float64)})  # as the serving doors pass it
+            call = partial(batcher.predict, {"x": x.astype(np.float64)})  # as the serving doors pass it
         elif how < 0.3:
-            call = batcher.predict(x.astype(">f4"))  # foreign byte order: on its own
+            call = partial(batcher.predict, x.astype(">f4"))  # foreign byte order: on its own
         else:
-            call = batcher.predict(x)
-        made.append((asyncio.ensure_future(call), x, poisoned))
+            call = partial(batcher.predict, x)
+        made.append((asyncio.ensure_future(timed(call)), x, poisoned, timeout))
         if rng.random() < 0.2:
             await asyncio.sleep(0)  # the next callers land in the next group
+        elif default is not None and rng.random() < 0.1:
+            time.sleep(rng.choice([0.001, 0.003]))  # one group, members' deadlines far apart
     gave_up: set[int] = set()
     for _ in range(rng.randint(0, 3)):
-        for k, (task, _, _) in enumerate(made):
+        for k, (task, *_) in enumerate(made):
             if rng.random() < 0.1 and task.cancel():
                 gave_up.add(k)
         for _ in range(rng.randint(0, 3)):
             await asyncio.sleep(0)
         if rng.random() < 0.3:
             await asyncio.sleep(0.001)
-    outcomes = await asyncio.gather(*(t for t, _, _ in made), return_exceptions=True)
-    for k, ((_, x, poisoned), outcome) in enumerate(zip(made, outcomes, strict=True)):
-        check(x, poisoned, outcome, k in gave_up)
+    outcomes = await asyncio.gather(*(t for t, *_ in made), return_exceptions=True)
+    for k, ((_, x, poisoned, timeout), outcome) in enumerate(zip(made, outcomes, strict=True)):
+        check(x, poisoned, outcome, k in gave_up, timeout)
     tally = Counter(type(o).__name__ for o in outcomes)
     tally["gave_up"] = len(gave_up)
     return tally
@@ -120,8 +146,9 @@ async def crowd(batcher: Any, rng: random.Random, first: int, callers: int) -> C
 @pytest.mark.parametrize("seed", range(SEEDS))
 async def test_random_callers_each_get_their_own_outcome(make_batcher, seed):
     rng = random.Random(seed)
-    model = (StagingModel if rng.random() < 0.3 else GatedModel)(poison=POISON)
     config = draw_config(rng)
+    delay = rng.choice([0.0, 0.001, 0.004]) if "default_timeout" in config else 0.0
+    model = (StagingModel if rng.random() < 0.3 else GatedModel)(poison=POISON, delay=delay)
     model.thread_safe = config["max_concurrent_batches"] > 1
     batcher = make_batcher(model, **config)
     callers = rng.randint(1, 60)
@@ -134,6 +161,11 @@ async def test_random_callers_each_get_their_own_outcome(make_batcher, seed):
     snap = batcher.snapshot()
     # Each outcome counted as the caller saw it; a caller who gave up may have been
     # counted as answered (its answer was on its way), never the other way round.
-    for counter, seen in (("completed", "Prediction"), ("errors", "ModelError"), ("rejected", "Overloaded")):
+    for counter, seen in (
+        ("completed", "Prediction"),
+        ("errors", "ModelError"),
+        ("rejected", "Overloaded"),
+        ("timeouts", "PredictTimeout"),
+    ):
         assert tally[seen] <= snap[counter] <= tally[seen] + tally["gave_up"], (counter, tally)
     assert snap["cancelled"] <= tally["gave_up"]

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tfbatch_django.batching.answers import Answers
+from tfbatch_django.batching.deadlines import Deadlines
 from tfbatch_django.batching.execute import Batch, Outcome
 from tfbatch_django.batching.mailbox import Mailbox
 from tfbatch_django.batching.outcomes import Outcomes, Tally
@@ -33,7 +34,7 @@ class Books:
         self.tally = Tally(self.mailbox)
         self.pending: deque[Request] = deque()
         self.answers = Answers()
-        self.outcomes = Outcomes("m", self.stats, self.tally, self.pending, self.answers)
+        self.outcomes = Outcomes("m", self.stats, self.tally, self.pending, self.answers, Deadlines())
 
     def queue(self, rows: int, deadline: float | None = None) -> tuple[Request, SyncWaiter]:
         """A caller's request, posted and accepted as the scheduler accepts it."""

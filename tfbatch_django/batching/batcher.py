@@ -105,10 +105,14 @@ class Batcher:
             else None
         )
         self._mailbox = Mailbox(name, self.config.max_queue_size, self.stats)
-        #: Deadline-free coroutine callers of a one-input model, gathered per loop iteration:
-        #: arrays of this dtype and row shape, when no default timeout applies.
-        self._gatherer = Gatherer(name, self._fits[0], self._mailbox, self.stats) if self._fits is not None else None
-        self._gathers = self._gatherer is not None and self._default_timeout is None
+        #: Coroutine callers of a one-input model, gathered per loop iteration: arrays of its
+        #: row shape, with no deadline but the model's default (``TIMEOUT_MS``).
+        self._gatherer = (
+            Gatherer(name, self._fits[0], self._mailbox, self.stats, self._default_timeout)
+            if self._fits is not None
+            else None
+        )
+        self._gathers = self._gatherer is not None
         self._gather_dtype = self._fits[1] if self._fits is not None else None
         self._gather_row = self._fits[2] if self._fits is not None else None
         #: Other dtypes a gathered array may have: those the batch assembly casts from

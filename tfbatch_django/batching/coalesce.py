@@ -10,9 +10,17 @@ per request, against a bare asyncio round trip measured in the same run).
 
 Nothing is delayed: the group is posted by a callback the first member schedules with
 ``call_soon``, which runs in that same iteration, after the coroutines that were ready.
-Only requests that can share every step are gathered: one array that already fits the
-model's single input (dtype and row shape), and no deadline. Everything else goes the
-usual way, one ``Request`` each. Each member keeps its own outcome: a member cancelled
+Only requests that can share every step are gathered: one array for the model's single
+input (its row shape, a dtype it takes or is cast from), with no deadline or the model's
+default one (``TIMEOUT_MS``). Everything else goes the usual way, one ``Request`` each.
+
+Deadlines: with ``TIMEOUT_MS``, a member's deadline is its own submit time plus the
+timeout, so within a group the deadlines rise with the members' order, and the group's
+deadline is its first live member's. When it passes, the members whose deadlines passed
+(a prefix) are answered with ``PredictTimeout`` at their own deadline, the others stay:
+a queued group is cut (their rows never run), a running one skips them when its outputs
+come back (``Members.skip``). A loop iteration can span milliseconds, so the group's
+deadline is never one deadline for all. Each member keeps its own outcome: a member cancelled
 by its caller is dropped (and counted as cancelled), and when a model call fails, the
 group is broken up into its members, which are run again one by one, so that bisection
 finds the bad rows and only their callers get the error (``Outcomes._explode``).
@@ -60,15 +68,18 @@ class Members:
     ``set_exception``; each member is answered with its own rows and ``BatchInfo``.
     """
 
-    __slots__ = ("futures", "queue_ms", "sizes", "t_submits")
+    __slots__ = ("futures", "queue_ms", "sizes", "skip", "t_submits")
 
     def __init__(self, futures: list[asyncio.Future[Prediction]], t_submits: list[float], sizes: list[int] | None):
         self.futures = futures
         self.t_submits = t_submits
         #: Rows per member, or None when every member has one row (the usual case).
         self.sizes = sizes
-        #: Each member's queue time, set by the scheduler when it answers the group.
+        #: Each live member's queue time, set by the scheduler when it answers the group.
         self.queue_ms: list[float] = []
+        #: Members answered already (their deadline passed while the batch ran): the
+        #: first ``skip``; their rows are in the batch, but they get no second answer.
+        self.skip = 0
 
     def done(self) -> bool:
         return False  # each member is checked on its own
@@ -87,15 +98,18 @@ class Members:
             ends = list(accumulate(self.sizes))
             starts = [0, *ends[:-1]]
             parts = [{k: v[a:b] for k, v in items} for a, b in zip(starts, ends, strict=True)]
+        futures = self.futures
+        if self.skip:
+            parts, futures = parts[self.skip :], futures[self.skip :]
         values = predictions(parts, info.size, info.padded_size, self.queue_ms, info.run_ms, info.batches)
-        for future, value in zip(self.futures, values, strict=False):
+        for future, value in zip(futures, values, strict=False):
             try:  # noqa: SIM105 - free in 3.11, where contextlib.suppress costs a call per member
                 future.set_result(value)
             except asyncio.InvalidStateError:  # cancelled by its caller meanwhile
                 pass
 
     def set_exception(self, error: BaseException) -> None:
-        for future in self.futures:
+        for future in self.futures[self.skip :]:
             if not future.done():
                 future.set_exception(fresh_error(error))
 
@@ -107,7 +121,7 @@ class GroupRequest(Request):
     (queue limit, statistics, outstanding). Its ``future`` is its ``Members``.
     """
 
-    __slots__ = ("count", "input", "members", "parts")
+    __slots__ = ("count", "input", "members", "parts", "timeout")
 
     def __init__(
         self,
@@ -118,17 +132,21 @@ class GroupRequest(Request):
         loop: asyncio.AbstractEventLoop,
         sizes: list[int] | None = None,
         rows: int | None = None,
+        timeout: float | None = None,
     ) -> None:
         if rows is None:  # else ``sizes`` (None: one row each) and ``rows`` are known (``cut``)
             row_counts = [a.shape[0] for a in arrays]
             rows = sum(row_counts)
             sizes = None if rows == len(futures) else row_counts
         members = Members(futures, t_submits, sizes)
-        super().__init__(_NO_ARRAYS, rows, None, t_submits[0], None, None, loop, members)  # type: ignore[arg-type]
+        deadline = None if timeout is None else t_submits[0] + timeout
+        super().__init__(_NO_ARRAYS, rows, deadline, t_submits[0], None, None, loop, members)  # type: ignore[arg-type]
         self.input = input_name
         self.parts = arrays
         self.members = members
         self.count = len(futures)
+        #: Each member's deadline is its submit time plus this (the model's TIMEOUT_MS), or None.
+        self.timeout = timeout
 
     def rows_of(self, name: str, start: int, stop: int) -> list[np.ndarray]:
         if start == 0 and stop == self.rows:
@@ -169,14 +187,19 @@ class GroupRequest(Request):
             head_rows = ends[max(fit, 1) - 1]
             tail_rows = self.rows - head_rows
         head: Request
+        timeout = self.timeout
         if fit:
-            head = GroupRequest(self.input, parts[:fit], futures[:fit], t_submits[:fit], loop, head_sizes, head_rows)
+            head = GroupRequest(
+                self.input, parts[:fit], futures[:fit], t_submits[:fit], loop, head_sizes, head_rows, timeout
+            )
         else:
             fit = 1
             head = self.split_up_one(0)
         if fit == self.count:
             return head, None
-        tail = GroupRequest(self.input, parts[fit:], futures[fit:], t_submits[fit:], loop, tail_sizes, tail_rows)
+        tail = GroupRequest(
+            self.input, parts[fit:], futures[fit:], t_submits[fit:], loop, tail_sizes, tail_rows, timeout
+        )
         return head, tail
 
     def pieces(self, limit: int) -> list[GroupRequest]:
@@ -206,6 +229,7 @@ class GroupRequest(Request):
                         loop,
                         piece_sizes,
                         rows,
+                        self.timeout,
                     )
                 )
                 start, rows = i, 0
@@ -231,25 +255,96 @@ class GroupRequest(Request):
         self.rows -= dropped_rows
         if keep:
             self.t_submit = members.t_submits[0]
+            if self.timeout is not None:
+                self.deadline = self.t_submit + self.timeout
         return dropped, dropped_rows
 
     def cancelled_flags(self) -> list[bool]:
-        """Which members' callers gave up (read on the scheduler thread)."""
-        return [f.cancelled() for f in self.members.futures]
+        """Which live members' callers gave up (read on the scheduler thread)."""
+        members = self.members
+        futures = members.futures[members.skip :] if members.skip else members.futures
+        return [f.cancelled() for f in futures]
 
     def abandoned(self) -> bool:
-        """Whether every member's caller gave up (read on the executor threads): then a
+        """Whether every live member's caller gave up (read on the executor threads): then a
         batch formed with the group need not run, as for a caller's own cancelled request."""
-        return all(f.cancelled() for f in self.members.futures)
+        members = self.members
+        return all(f.cancelled() for f in members.futures[members.skip :])
 
     def split_up(self) -> list[Request]:
-        """The members as requests of their own (after a failed model call)."""
-        return [self.split_up_one(i) for i in range(self.count)]
+        """The live members as requests of their own (after a failed model call)."""
+        return [self.split_up_one(i) for i in range(self.members.skip, len(self.parts))]
 
     def split_up_one(self, i: int) -> Request:
         """Member ``i`` as a request of its own."""
         arr, future, t_submit = self.parts[i], self.members.futures[i], self.members.t_submits[i]
-        return MemberRequest({self.input: arr}, arr.shape[0], None, t_submit, None, None, self.loop, future)
+        deadline = None if self.timeout is None else t_submit + self.timeout
+        return MemberRequest({self.input: arr}, arr.shape[0], deadline, t_submit, None, None, self.loop, future)
+
+    # -- deadlines (``timeout``: the members' deadlines rise with their order)
+
+    def expired_until(self, now: float) -> int:
+        """How many members, from the first, have a deadline at or before ``now``."""
+        assert self.timeout is not None
+        timeout = self.timeout
+        return bisect_right(self.members.t_submits, now, key=lambda t: t + timeout)
+
+    def split_off(self, k: int) -> GroupRequest:
+        """Queued: the first ``k`` members leave as a group of their own; this one keeps the rest.
+
+        In place, as ``prune``: the group stays where it is in the queue.
+        """
+        members, loop = self.members, self.loop
+        assert loop is not None and self.taken == 0 and 0 < k < self.count
+        sizes = members.sizes
+        head_rows = k if sizes is None else sum(sizes[:k])
+        head = GroupRequest(
+            self.input,
+            self.parts[:k],
+            members.futures[:k],
+            members.t_submits[:k],
+            loop,
+            None if sizes is None else sizes[:k],
+            head_rows,
+            self.timeout,
+        )
+        self.parts = self.parts[k:]
+        members.futures = members.futures[k:]
+        members.t_submits = members.t_submits[k:]
+        if sizes is not None:
+            members.sizes = sizes[k:]
+        self.count -= k
+        self.rows -= head_rows
+        self.t_submit = members.t_submits[0]
+        assert self.timeout is not None
+        self.deadline = self.t_submit + self.timeout
+        return head
+
+    def skip_to(self, k: int) -> GroupRequest:
+        """Running: members ``skip:k`` are answered apart (a group of their own, its rows
+        counted as taken); the batch's outputs will skip them. Nothing else changes, so
+        the executor thread's view of the batch (rows, offsets, bisection) stays true.
+        """
+        members, loop = self.members, self.loop
+        assert loop is not None and members.skip < k <= len(self.parts)
+        a = members.skip
+        sizes = members.sizes
+        head = GroupRequest(
+            self.input,
+            self.parts[a:k],
+            members.futures[a:k],
+            members.t_submits[a:k],
+            loop,
+            None if sizes is None else sizes[a:k],
+            k - a if sizes is None else sum(sizes[a:k]),
+            self.timeout,
+        )
+        head.taken = head.rows
+        members.skip = k
+        self.count -= k - a
+        assert self.timeout is not None
+        self.deadline = members.t_submits[k] + self.timeout if k < len(self.parts) else None
+        return head
 
 
 #: ``Request.cancelled``'s own slot, which ``MemberRequest.cancelled`` wraps.
@@ -294,9 +389,13 @@ class _Open:
 class Gatherer:
     """One batcher's open groups, one per event loop; each posted at the end of its iteration."""
 
-    def __init__(self, name: str, input_name: str, mailbox: Mailbox, stats: BatcherStats) -> None:
+    def __init__(
+        self, name: str, input_name: str, mailbox: Mailbox, stats: BatcherStats, timeout: float | None = None
+    ) -> None:
         self.name = name
         self.input = input_name
+        #: Every member's deadline: its submit time plus this (the model's TIMEOUT_MS), or None.
+        self.timeout = timeout
         self.mailbox = mailbox
         self.stats = stats
         #: Touched only by each loop's own thread, for its own key.
@@ -352,7 +451,7 @@ class Gatherer:
                 del group.arrays[fit:], futures[fit:], group.t_submits[fit:]
                 if not futures:
                     return
-            request = GroupRequest(self.input, group.arrays, futures, group.t_submits, loop)
+            request = GroupRequest(self.input, group.arrays, futures, group.t_submits, loop, timeout=self.timeout)
             refusal = self.mailbox.post(request)
             posted = refusal is None
             if refusal is not None:

@@ -161,8 +161,13 @@ def _run(
         batch.failed_calls += 1
         batch.staged = UNSTAGED
         live = [s for s in segments if not (s.request.done or s.request.cancelled)]
-        if len(live) <= 1:
-            return [Outcome(segments, None, exc, padded)]
+        if len(segments) == 1 or not live:
+            return [Outcome(segments, None, exc, padded)]  # alone in the call: its own rows failed
+        if len(live) == 1:
+            # The others were answered (a deadline) or gave up while the call ran, but their
+            # rows were in it: run the last one alone before blaming it.
+            sub_inputs, _, sub_padded = assemble(specs, live, allowed)
+            return _run(runner, specs, allowed, batch, live, sub_inputs, sub_padded)
         mid = len(live) // 2
         outcomes: list[Outcome] = []
         for half in (live[:mid], live[mid:]):

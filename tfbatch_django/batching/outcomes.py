@@ -30,6 +30,7 @@ from ..exceptions import ModelError, PredictTimeout, TFBatchError
 from .answers import Answers
 from .assemble import Part
 from .coalesce import GroupRequest
+from .deadlines import Deadlines
 from .execute import Batch, Outcome, left_out
 from .mailbox import Mailbox
 from .request import BatchInfo, Prediction, Request, merge_part, predictions, rounded_ms
@@ -73,13 +74,23 @@ class Tally:
 class Outcomes:
     """Decides and collects the answers of one batcher's requests (see the module docstring)."""
 
-    def __init__(self, name: str, stats: BatcherStats, tally: Tally, pending: deque[Request], answers: Answers) -> None:
+    def __init__(
+        self,
+        name: str,
+        stats: BatcherStats,
+        tally: Tally,
+        pending: deque[Request],
+        answers: Answers,
+        deadlines: Deadlines,
+    ) -> None:
         self.name = name
         self.stats = stats
         self.tally = tally
         #: The scheduler's queue: a failed group's members go back at its front (``_explode``).
         self.pending = pending
         self.answers = answers
+        #: The scheduler's deadlines: a failed group's members are watched on their own.
+        self.deadlines = deadlines
 
     # -- a finished batch
 
@@ -211,9 +222,12 @@ class Outcomes:
         submits: list[np.ndarray],
     ) -> None:
         """Answer a group's members (on their loop); count them each, cancelled ones apart."""
-        t_submit = np.asarray(group.members.t_submits)
+        members = group.members
+        t_submit = np.asarray(members.t_submits)
         member_waits = queue_s - (t_submit - t_submit[0])  # the group's is its first member's
-        group.members.queue_ms = rounded_ms(member_waits)
+        if members.skip:  # answered already: their deadline passed while the batch ran
+            t_submit, member_waits = t_submit[members.skip :], member_waits[members.skip :]
+        members.queue_ms = rounded_ms(member_waits)
         gone = group.cancelled_flags()
         self._answer(group, value, None)
         if True in gone:
@@ -279,9 +293,34 @@ class Outcomes:
         group.done = True
         if remaining:  # part of it was still queued (a group split over batches)
             self.tally.unqueue(group.count, remaining)
-        members = group.split_up()
+        members = group.split_up()  # the live ones
         self.pending.extendleft(reversed(members))
-        self.tally.requeue(group.count, group.rows)
+        self.tally.requeue(group.count, sum([m.rows for m in members]))
+        if group.timeout is not None:
+            for member in members:
+                self.deadlines.add(member)
+
+    def expire(self, group: GroupRequest, now: float) -> None:
+        """A group's deadline passed: time out the members whose own deadlines did.
+
+        They are a prefix (see ``coalesce``). Queued, they are cut off the group and their
+        rows never run; in a running batch, they are answered now and the batch's outputs
+        skip them. The rest stay, with the next member's deadline as the group's.
+        """
+        if group.done:
+            return
+        k = group.expired_until(now)
+        if group.taken == 0:
+            if k >= group.count:
+                self.timeout(group)
+            elif k:
+                self.timeout(group.split_off(k))
+            return
+        if k > group.members.skip:
+            everyone = k == len(group.parts)
+            self.timeout(group.skip_to(k))
+            if everyone:
+                group.done = True  # each member has its outcome; the outputs go to no one
 
     # -- one request
 

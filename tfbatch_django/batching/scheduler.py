@@ -71,7 +71,7 @@ class Scheduler:
         self.policy = policy or AdaptivePolicy.from_config(config)
         self._running: list[Batch] = []
         self._answers = Answers()  # released at the end of each round, after the statistics
-        self._outcomes = Outcomes(name, stats, self._tally, self._pending, self._answers)
+        self._outcomes = Outcomes(name, stats, self._tally, self._pending, self._answers, self._deadlines)
 
     @property
     def outstanding(self) -> int:
@@ -241,8 +241,12 @@ class Scheduler:
                     outcomes.finish(request, None, None, cancelled=True)
                 continue
             if request.deadline is not None and request.deadline <= now:
-                outcomes.timeout(request)
-                continue
+                if type(request) is not GroupRequest:
+                    outcomes.timeout(request)
+                    continue
+                outcomes.expire(request, now)  # its members whose own deadline passed
+                if request.done:
+                    continue
             if keyed:
                 if not segments:
                     key = request.shape_key
@@ -254,8 +258,12 @@ class Scheduler:
             if n > limit - rows and type(request) is GroupRequest:
                 # Cut between callers: the ones that fit now, the rest at the front.
                 head, tail = request.cut(limit - rows)
-                if tail is not None:
-                    pending.extendleft(reversed(tail.pieces(limit)))
+                pieces = [] if tail is None else tail.pieces(limit)
+                pending.extendleft(reversed(pieces))
+                if request.deadline is not None:  # its pieces are watched in its place
+                    request.done = True
+                    for piece in [head, *pieces]:
+                        self._deadlines.add(piece)
                 request, n = head, head.rows
             if taken == 0 and n <= limit - rows:
                 segments.append(request)  # all of it: the request is its own segment
@@ -307,7 +315,12 @@ class Scheduler:
 
     def _expire(self, now: float) -> None:
         for request in self._deadlines.due(now):
-            self._outcomes.timeout(request)
+            if type(request) is GroupRequest:
+                self._outcomes.expire(request, now)
+                if not request.done and request.deadline is not None:
+                    self._deadlines.add(request)  # its next member's deadline
+            else:
+                self._outcomes.timeout(request)
 
     def _fail_everything(self, error: TFBatchError) -> None:
         requests = list(self._pending) + [s.request for b in self._running for s in b.segments]
