@@ -99,20 +99,46 @@ class Row:
 
 
 class Report:
-    """The table so far, printed (and written to ``out``) after every row."""
+    """The table so far, printed (and written to ``out``) after every row.
+
+    It also times the run's phases (start-up, building, each model's load and compile, its
+    rows, daphne's start, the rows over daphne) and writes them under the header: the run
+    is budgeted in seconds of a lent GPU machine, and what each phase costs there is only
+    known once a run says so (a run cut short by its limit still tells how far it got).
+    """
 
     def __init__(self, header: list[str], out: Path | None) -> None:
         self.header, self.out, self.rows = header, out, list[Row]()
+        self.started = time.perf_counter()
+        self.phases: list[tuple[str, float]] = []  # (name, when it began), the last one still running
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def phase(self, name: str) -> None:
+        """End the phase running (if any) and begin ``name``."""
+        self.phases.append((name, self.elapsed()))
+        print(f"[{self.elapsed():5.0f} s] {name}...", file=sys.stderr, flush=True)
+        if self.out:
+            self.out.write_text(self.markdown())
+
+    def timings(self, done: bool = False) -> str:
+        ends = [began for _, began in self.phases[1:]] + [self.elapsed()]
+        parts = [f"{name} {end - began:.0f}" for (name, began), end in zip(self.phases, ends, strict=True)]
+        if parts and not done:
+            parts[-1] += " (running)"
+        return "seconds per phase: " + "; ".join(parts)
 
     def add(self, row: Row) -> Row:
         self.rows.append(row)
-        print("  " + " | ".join(c for c in row.cells() if c), file=sys.stderr, flush=True)
+        cells = " | ".join(c for c in row.cells() if c)
+        print(f"[{self.elapsed():5.0f} s]   {cells}", file=sys.stderr, flush=True)
         if self.out:
             self.out.write_text(self.markdown())
         return row
 
-    def markdown(self) -> str:
-        lines = [*self.header, ""]
+    def markdown(self, done: bool = False) -> str:
+        lines = [*self.header, *([self.timings(done)] if self.phases else []), ""]
         lines.append("| model | path | rate | vs offline limit | vs no-model ceiling | p50 ms | p99 ms | mean batch |")
         lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         lines += ["| " + " | ".join(row.cells()) + " |" for row in self.rows]
@@ -126,7 +152,6 @@ def build(plan: Plan) -> Path:
     path = WORK / f"{plan.name}-{'x'.join(map(str, plan.shape))}-{keras.backend.backend()}.keras"
     if path.is_file():
         return path
-    print(f"building {plan.label}...", file=sys.stderr, flush=True)
     keras.utils.set_random_seed(0)
     if plan.name == "resnet50":
         model = keras.applications.ResNet50(weights=None, input_shape=plan.shape)
@@ -252,9 +277,10 @@ def in_process(plans: tuple[Plan, ...], paths: dict[str, Path], report: Report, 
 
     limits = {}
     for plan in plans:
-        print(f"{plan.label}: loading and compiling batch sizes {plan.allowed}...", file=sys.stderr, flush=True)
+        report.phase(f"{plan.name}: loading, compiling batch sizes {'/'.join(map(str, plan.allowed))}")
         runner = local_runner(plan.name)
         eager = local_runner(plan.name + "_eager")
+        report.phase(f"{plan.name}: rows")
         info = model_info(plan.name)["runner"]
         compiled = "compiled" if info["jit_compile"] else "NOT compiled"
         image = np.random.default_rng(1).random((1, *plan.shape), dtype=np.float32)
@@ -303,11 +329,12 @@ def over_daphne(
     port = bench_serving.free_port()
     (WORK / "daphne.log").unlink(missing_ok=True)
     env = {"TFBATCH_GPU_BENCH": json.dumps(settings_for(plans, paths))}
-    print("starting daphne (loads and compiles both models)...", file=sys.stderr, flush=True)
+    report.phase("daphne: starting, loading and compiling both models")
     daphne = bench_serving.start_daphne(
         port, env, "bench.gpu_settings", tuple(p.name for p in plans), timeout=300, log=WORK / "daphne.log"
     )
     bench_serving.SERVER_PID = daphne.pid
+    report.phase("daphne: rows")
     try:
         for plan in plans:
             image = np.random.default_rng(1).random((1, *plan.shape), dtype=np.float32)
@@ -376,26 +403,34 @@ def main() -> None:
         )
     seconds = args.seconds or (1.5 if args.quick else 3.0)
     started, load = time.perf_counter(), os.getloadavg()[0]
+    report = Report([], args.out)
+    report.phase("start-up: Keras, JAX's devices")
 
     import keras
 
     device = describe_device(args.backend)
-    header = [
+    report.header += [
         f"bench/bench_gpu.py{' --quick' * args.quick}, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         f"{device}; Keras {keras.__version__} on {args.backend}; {os.cpu_count()} CPU cores, "
         f"Python {platform.python_version()}; {seconds:g} s per measurement; random weights",
     ]
-    print("\n".join(header), file=sys.stderr, flush=True)
-    report = Report(header, args.out)
-    paths = {plan.name: build(plan) for plan in plans}
-    limits = {} if args.no_in_process else in_process(plans, paths, report, seconds)
-    if not args.no_daphne:
-        over_daphne(plans, paths, limits, report, seconds)
+    print("\n".join(report.header), file=sys.stderr, flush=True)
+    try:
+        report.phase("building and saving the models")
+        paths = {plan.name: build(plan) for plan in plans}
+        limits = {} if args.no_in_process else in_process(plans, paths, report, seconds)
+        if not args.no_daphne:
+            over_daphne(plans, paths, limits, report, seconds)
+    except KeyboardInterrupt:  # run_on_device.sh's time limit: say where it stopped
+        report.header.append(f"stopped by SIGINT after {report.elapsed():.0f} s, in the phase marked (running)")
+        if args.out:
+            args.out.write_text(report.markdown())
+        raise
     took = time.perf_counter() - started
     report.header.append(f"whole run: {took:.0f} s; load average before/after: {load:.2f} / {os.getloadavg()[0]:.2f}")
-    print("\n" + report.markdown())
+    print("\n" + report.markdown(done=True))
     if args.out:
-        args.out.write_text(report.markdown())
+        args.out.write_text(report.markdown(done=True))
 
 
 if __name__ == "__main__":
