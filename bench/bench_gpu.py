@@ -2,11 +2,15 @@
 
     python bench/bench_gpu.py [--quick] [--out FILE] [--backend jax|tensorflow]
 
-Two models with random weights, built here (nothing is downloaded): ResNet-50
-(``keras.applications``, ``weights=None``, 224x224x3) and the small CNN of
-``bench/model.py`` (32x32x3). Each is saved as a ``.keras`` file and served through the
-real path (settings -> registry -> batcher -> Keras runner) on Keras' JAX backend (or
-TensorFlow, where it has a GPU). One table, every ratio measured in the same run:
+Three models with random weights, built here (nothing is downloaded): ResNet-50
+(``keras.applications``, ``weights=None``, 224x224x3), the small CNN of
+``bench/model.py`` (32x32x3), and the host path: a model that costs next to nothing
+(average pooling and a dense layer) on ResNet's 224x224x3 frames, so that its rows show
+what the door and the batcher themselves cost per large frame (issue 8's third target is
+that ratio, over daphne, with ResNet-50 on a GPU; this row measures it on any machine).
+Each is saved as a ``.keras`` file and served through the real path (settings ->
+registry -> batcher -> Keras runner) on Keras' JAX backend (or TensorFlow, where it has
+a GPU). One table, every ratio measured in the same run:
 
 * **offline limit**: the runner called back to back with full batches, the best rows/s
   over a few batch sizes, with default settings (``JIT_COMPILE`` unset: Keras compiles);
@@ -64,10 +68,12 @@ class Plan:
 FULL = (
     Plan("resnet50", "ResNet-50 224²", (224, 224, 3), (64, 128, 256), (1, 16, 64, 128, 256), 1024, 256, 128),
     Plan("cnn", "small CNN 32²", (32, 32, 3), (256, 1024, 4096), (1, 16, 64, 256, 1024), 4096, 256, 128),
+    Plan("host224", "host path 224²", (224, 224, 3), (64, 256), (1, 16, 64, 256), 1024, 256, 128),
 )
 QUICK = (
     Plan("resnet50", "ResNet-50 32² (quick)", (32, 32, 3), (4, 16), (1, 4, 16), 64, 16, 16),
     Plan("cnn", "small CNN 32² (quick)", (32, 32, 3), (64, 256), (1, 16, 64, 256), 512, 16, 16),
+    Plan("host224", "host path 224² (quick)", (224, 224, 3), (16, 64), (1, 16, 64), 256, 16, 16),
 )
 
 
@@ -81,6 +87,7 @@ class Row:
     ceiling: float | None = None  # the no-model ceiling of the same path, for the ratio
     latencies: tuple[float, ...] = ()
     mean_batch: float | None = None
+    loop_us: float | None = None  # over daphne: its event loop's CPU per request
 
     def cells(self) -> list[str]:
         def pct(q: float) -> str:
@@ -95,6 +102,7 @@ class Row:
             pct(50),
             pct(99),
             f"{self.mean_batch:.1f}" if self.mean_batch else "",
+            f"{self.loop_us:.0f}" if self.loop_us else "",
         ]
 
 
@@ -109,6 +117,7 @@ class Report:
 
     def __init__(self, header: list[str], out: Path | None) -> None:
         self.header, self.out, self.rows = header, out, list[Row]()
+        self.notes: list[str] = []  # printed under the table
         self.started = time.perf_counter()
         self.phases: list[tuple[str, float]] = []  # (name, when it began), the last one still running
 
@@ -139,9 +148,14 @@ class Report:
 
     def markdown(self, done: bool = False) -> str:
         lines = [*self.header, *([self.timings(done)] if self.phases else []), ""]
-        lines.append("| model | path | rate | vs offline limit | vs no-model ceiling | p50 ms | p99 ms | mean batch |")
-        lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        lines.append(
+            "| model | path | rate | vs offline limit | vs no-model ceiling | p50 ms | p99 ms | mean batch "
+            "| daphne loop CPU µs per request |"
+        )
+        lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         lines += ["| " + " | ".join(row.cells()) + " |" for row in self.rows]
+        if self.notes:
+            lines += ["", *(f"- {note}" for note in self.notes)]
         return "\n".join(lines) + "\n"
 
 
@@ -155,6 +169,9 @@ def build(plan: Plan) -> Path:
     keras.utils.set_random_seed(0)
     if plan.name == "resnet50":
         model = keras.applications.ResNet50(weights=None, input_shape=plan.shape)
+    elif plan.name == "host224":  # next to no compute: the rows measure the path, not the model
+        inputs = keras.Input(plan.shape)
+        model = keras.Model(inputs, keras.layers.Dense(1000)(keras.layers.GlobalAveragePooling2D()(inputs)))
     else:
         from bench.model import build_cnn
 
@@ -344,7 +361,12 @@ def over_daphne(
             path = f"over daphne, {plan.clients} WebSocket clients, binary frames of {kb:,} KB"
             report.add(
                 Row(
-                    plan.label, f"{path}: no model (ceiling)", ceiling.rate, "req/s", latencies=tuple(ceiling.latencies)
+                    plan.label,
+                    f"{path}: no model (ceiling)",
+                    ceiling.rate,
+                    "req/s",
+                    latencies=tuple(ceiling.latencies),
+                    loop_us=loop_us(ceiling),
                 )
             )
             served = asyncio.run(bench_serving.run_ws(port, "ws/tfbatch/", plan.name, *args))
@@ -359,11 +381,26 @@ def over_daphne(
                     ceiling=ceiling.rate,
                     latencies=tuple(served.latencies),
                     mean_batch=statistics.fmean(served.sizes) if served.sizes else None,
+                    loop_us=loop_us(served),
                 )
             )
+            bare, batched = loop_us(ceiling), loop_us(served)
+            if bare and batched:
+                report.notes.append(
+                    f"{plan.label}, over daphne: the event loop's CPU per request, no model / batched: "
+                    f"{bare:.0f} / {batched:.0f} µs ({bare / batched:.0%}). With cores to spare for the model and "
+                    "the batcher's threads, one daphne process is bound by its loop thread, near that share of "
+                    "the ceiling (the per-request cost also falls somewhat as the rate rises: more events per "
+                    "loop iteration)"
+                )
     finally:
         daphne.terminate()
         daphne.wait(30)
+
+
+def loop_us(result: Any) -> float | None:
+    """daphne's event-loop thread: CPU µs per request answered (the process has one such thread)."""
+    return result.loop_cpu / result.done * 1e6 if result.done else None
 
 
 def describe_device(backend: str) -> str:
@@ -388,6 +425,9 @@ def main() -> None:
     parser.add_argument("--resnet-size", type=int, default=None, help="ResNet-50 input side (default 224, quick 32)")
     parser.add_argument("--no-in-process", action="store_true", help="only the end-to-end rows")
     parser.add_argument("--no-daphne", action="store_true", help="skip the end-to-end rows")
+    parser.add_argument(
+        "--models", default=None, help="comma-separated subset of resnet50,cnn,host224 (default: all three)"
+    )
     args = parser.parse_args()
     os.environ["KERAS_BACKEND"] = args.backend  # before Keras is imported, here and in daphne
     # Two processes (this one and daphne) share the device: JAX must not grab 75 % of it each.
@@ -401,6 +441,11 @@ def main() -> None:
         plans = tuple(
             replace(p, label=f"ResNet-50 {side}²", shape=(side, side, 3)) if p.name == "resnet50" else p for p in plans
         )
+    if args.models:
+        wanted = set(args.models.split(","))
+        if unknown := wanted - {p.name for p in plans}:
+            parser.error(f"unknown models: {', '.join(sorted(unknown))}")
+        plans = tuple(p for p in plans if p.name in wanted)
     seconds = args.seconds or (1.5 if args.quick else 3.0)
     started, load = time.perf_counter(), os.getloadavg()[0]
     report = Report([], args.out)

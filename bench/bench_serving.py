@@ -55,6 +55,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     server_cpu: float = 0.0  # CPU seconds daphne used during the measured window
+    loop_cpu: float = 0.0  # ... of which its main thread (the event loop's)
     client_cpu: float = 0.0  # ... and this load generator
 
     def cpu_ms(self, seconds: float) -> str:
@@ -181,9 +182,11 @@ async def run_http(port: int, url: str, body: bytes, clients: int, warm: float, 
 SERVER_PID = 0
 
 
-def server_cpu() -> float:
-    """CPU seconds (user + system) daphne has used so far, from /proc."""
-    fields = Path(f"/proc/{SERVER_PID}/stat").read_text().rsplit(")", 1)[1].split()
+def server_cpu(thread: bool = False) -> float:
+    """CPU seconds (user + system) daphne has used so far, from /proc: the whole process,
+    or (``thread``) its main thread, which runs the event loop."""
+    stat = f"/proc/{SERVER_PID}/task/{SERVER_PID}/stat" if thread else f"/proc/{SERVER_PID}/stat"
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -198,11 +201,12 @@ async def _drive(
     tasks = [asyncio.create_task(c) for c in clients]
     await asyncio.sleep(warm)
     measuring.set()
-    t0, server0, client0 = time.perf_counter(), server_cpu(), time.process_time()
+    t0, server0, loop0, client0 = time.perf_counter(), server_cpu(), server_cpu(thread=True), time.process_time()
     await asyncio.sleep(seconds)
     stop.set()
     result.seconds = time.perf_counter() - t0
     result.server_cpu, result.client_cpu = server_cpu() - server0, time.process_time() - client0
+    result.loop_cpu = server_cpu(thread=True) - loop0
     await asyncio.gather(*tasks)
     return result
 

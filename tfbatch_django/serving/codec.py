@@ -62,6 +62,13 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(_literals(value), default=_default, option=_OPTIONS)
 
 
+def dumps_finite(value: Any) -> bytes:
+    """``dumps`` for values known to hold no non-finite float (a binary answer's header:
+    an id parsed from JSON, batch sizes and times, dtypes and shapes), without the walk
+    that looks for them: ~2 µs less per answer (bench_gpu's host-path rows)."""
+    return orjson.dumps(value, default=_default, option=_OPTIONS)
+
+
 def _literals(value: Any) -> Any:
     """``value`` with every non-finite float array or number replaced by its JSON written
     with TensorFlow Serving's literals (an ``orjson.Fragment``); finite data untouched."""
