@@ -68,12 +68,12 @@ class Plan:
 FULL = (
     Plan("resnet50", "ResNet-50 224²", (224, 224, 3), (64, 128, 256), (1, 16, 64, 128, 256), 1024, 256, 128),
     Plan("cnn", "small CNN 32²", (32, 32, 3), (256, 1024, 4096), (1, 16, 64, 256, 1024), 4096, 256, 128),
-    Plan("host224", "host path 224²", (224, 224, 3), (64, 256), (1, 16, 64, 256), 1024, 256, 128),
+    Plan("host", "host path 224²", (224, 224, 3), (64, 256), (1, 16, 64, 256), 1024, 256, 128),
 )
 QUICK = (
     Plan("resnet50", "ResNet-50 32² (quick)", (32, 32, 3), (4, 16), (1, 4, 16), 64, 16, 16),
     Plan("cnn", "small CNN 32² (quick)", (32, 32, 3), (64, 256), (1, 16, 64, 256), 512, 16, 16),
-    Plan("host224", "host path 224² (quick)", (224, 224, 3), (16, 64), (1, 16, 64), 256, 16, 16),
+    Plan("host", "host path 224² (quick)", (224, 224, 3), (16, 64), (1, 16, 64), 256, 16, 16),
 )
 
 
@@ -169,7 +169,7 @@ def build(plan: Plan) -> Path:
     keras.utils.set_random_seed(0)
     if plan.name == "resnet50":
         model = keras.applications.ResNet50(weights=None, input_shape=plan.shape)
-    elif plan.name == "host224":  # next to no compute: the rows measure the path, not the model
+    elif plan.name == "host":  # next to no compute: the rows measure the path, not the model
         inputs = keras.Input(plan.shape)
         model = keras.Model(inputs, keras.layers.Dense(1000)(keras.layers.GlobalAveragePooling2D()(inputs)))
     else:
@@ -346,7 +346,7 @@ def over_daphne(
     port = bench_serving.free_port()
     (WORK / "daphne.log").unlink(missing_ok=True)
     env = {"TFBATCH_GPU_BENCH": json.dumps(settings_for(plans, paths))}
-    report.phase("daphne: starting, loading and compiling both models")
+    report.phase("daphne: starting, loading and compiling the models")
     daphne = bench_serving.start_daphne(
         port, env, "bench.gpu_settings", tuple(p.name for p in plans), timeout=300, log=WORK / "daphne.log"
     )
@@ -423,10 +423,11 @@ def main() -> None:
     parser.add_argument("--backend", choices=("jax", "tensorflow"), default=os.environ.get("KERAS_BACKEND", "jax"))
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown table here (after every row)")
     parser.add_argument("--resnet-size", type=int, default=None, help="ResNet-50 input side (default 224, quick 32)")
+    parser.add_argument("--host-size", type=int, default=None, help="the host-path model's input side (default 224)")
     parser.add_argument("--no-in-process", action="store_true", help="only the end-to-end rows")
     parser.add_argument("--no-daphne", action="store_true", help="skip the end-to-end rows")
     parser.add_argument(
-        "--models", default=None, help="comma-separated subset of resnet50,cnn,host224 (default: all three)"
+        "--models", default=None, help="comma-separated subset of resnet50,cnn,host (default: all three)"
     )
     args = parser.parse_args()
     os.environ["KERAS_BACKEND"] = args.backend  # before Keras is imported, here and in daphne
@@ -440,6 +441,11 @@ def main() -> None:
         side = args.resnet_size
         plans = tuple(
             replace(p, label=f"ResNet-50 {side}²", shape=(side, side, 3)) if p.name == "resnet50" else p for p in plans
+        )
+    if args.host_size:
+        side = args.host_size
+        plans = tuple(
+            replace(p, label=f"host path {side}²", shape=(side, side, 3)) if p.name == "host" else p for p in plans
         )
     if args.models:
         wanted = set(args.models.split(","))
