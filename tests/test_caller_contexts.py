@@ -141,6 +141,47 @@ def test_forked_child_builds_its_own_batcher():
     assert predict_sync("double", x(2)).tolist() == [[4, 4, 4]]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_without_pythons_fork_hooks_drops_the_parents_batchers():
+    """uWSGI forks its workers with C's ``fork()`` and, unless ``--py-call-osafterfork``
+    or ``--py-call-uwsgi-fork-hooks`` is set (both off by default), runs no
+    ``os.register_at_fork`` hook in them. Such a child must not use the parent's
+    batchers, whose threads it does not have: a coroutine's answer would never come.
+    (Before this test, ``registry.get`` relied on the hook alone and returned them.)"""
+    import ctypes
+
+    assert predict_sync("double", x(1)).tolist() == [[2, 2, 2]]
+    parent_handle = registry.get("double")
+    libc_fork = ctypes.PyDLL(None).fork  # PyDLL: the GIL stays held across the call
+    read_fd, write_fd = os.pipe()
+    pid = libc_fork()
+    if pid == 0:  # child, as uWSGI's: no PyOS_AfterFork_Child, so no hooks ran
+        status = 1
+        try:
+            os.close(read_fd)
+            handle = registry.get("double")
+            os.write(write_fd, repr(handle is not parent_handle).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    assert pid > 0
+    os.close(write_fd)
+    # Bounded: a child forked this way could block on a lock another thread held at the fork.
+    end = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < end:
+        time.sleep(0.01)
+    status = done[1]
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the child forked without Python's hooks hung")
+    with os.fdopen(read_fd) as pipe:
+        report = pipe.read()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, report
+    assert report == "True", "the child was handed the parent's handle (and its dead batcher)"
+    assert registry.get("double") is parent_handle
+
+
 LOAD_GATE = threading.Event()
 LOAD_TIMES: dict[str, float] = {}
 TICKS_WHILE_LOADING = 100

@@ -6,10 +6,12 @@ never touches TensorFlow. ``tfbatch_warmup`` (or ``warmup()``) loads them eagerl
 
 One registry per process: a forked child (gunicorn/uwsgi workers, multiprocessing)
 inherits the parent's objects but not its threads, so it drops everything it inherited
-and builds its own batchers on first use: ``os.register_at_fork`` runs that in every
-child that goes on running Python (``os.fork``, ``multiprocessing``, gunicorn, and uWSGI,
-whose C ``fork`` calls ``PyOS_AfterFork_Child``, which runs the same hooks). Not a pid
-check per lookup: ``getpid`` is a system call, ~0.15 µs here, once per prediction
+and builds its own batchers on first use. ``os.register_at_fork`` does that in children
+of ``os.fork`` (``multiprocessing``, gunicorn), and the pid checked on every lookup in
+children whose fork runs no Python hook: uWSGI forks its workers with C's ``fork`` and
+calls ``PyOS_AfterFork_Child`` only with ``--py-call-osafterfork`` (off by default), so
+its workers would be handed the parent's batchers, whose threads they do not have
+(test_caller_contexts). The check is a ``getpid`` system call, ~0.15 µs per prediction
 (bench_batcher's no-op rows).
 """
 
@@ -241,7 +243,7 @@ class Registry:
 
     def get(self, name: str) -> ModelHandle | RemoteHandle:
         handles = self._handles  # handles(), inlined: this runs once per prediction
-        if handles is None:
+        if handles is None or self._pid != os.getpid():  # a fork without Python's hooks (uWSGI)
             handles = self.handles()
         handle = handles.get(name)
         if handle is None:

@@ -568,3 +568,57 @@ async def test_a_broken_up_group_keeps_its_members_deadlines_and_fails_only_the_
     assert isinstance(outcomes[1], ModelError)
     np.testing.assert_array_equal(outcomes[0].outputs["y"], rows(1) * 2)
     np.testing.assert_array_equal(outcomes[2].outputs["y"], rows(3) * 2)
+
+
+@pytest.mark.parametrize("poisonous", ["answered apart", "still waiting"])
+async def test_a_running_group_fails_after_members_were_answered_apart(make_batcher, poisonous):
+    """The call fails after the first member's deadline passed: the group is broken up into
+    its members still waiting, and only a poisonous one among them gets the error; one
+    answered apart already (``PredictTimeout``) gets nothing more, poisonous or not."""
+    model = SteppedModel(poison=1.0 if poisonous == "answered apart" else 2.0)
+    batcher = make_batcher(model, max_batch_size=8, default_timeout=0.8)
+    early, late = spread_group(batcher, 0.4)
+    await model.next_call()  # both rows in the running call
+    with pytest.raises(PredictTimeout, match="while its batch ran"):
+        await early
+    model.step()  # the call fails
+    await model.next_call()  # the member still waiting, alone
+    model.step()
+    if poisonous == "answered apart":
+        result = await late
+        np.testing.assert_array_equal(result.outputs["y"], rows(2) * 2)
+    else:
+        with pytest.raises(ModelError):
+            await late
+    assert [b[:, 0].tolist() for b in model.batches] == [[1.0, 2.0], [2.0]]
+    snap = batcher.snapshot()
+    assert (snap["requests"], snap["timeouts"], snap["completed"] + snap["errors"]) == (2, 1, 1)
+
+
+async def test_a_member_answered_apart_while_its_batch_is_bisected(make_batcher):
+    """A call fails; while bisection runs its halves, the group's first member's deadline
+    passes: the group's half answers the other member, the poisonous caller gets its error."""
+    model = SteppedModel(poison=9.0)
+    batcher = make_batcher(model, max_batch_size=8, default_timeout=0.8)
+    first = asyncio.ensure_future(batcher.predict(rows(0), timeout=30))
+    await model.next_call()  # the model is busy: what follows queues
+    early, late = spread_group(batcher, 0.3)
+    bad = asyncio.ensure_future(batcher.predict(rows(9), timeout=30))  # on its own, posted first
+    await wait_until(lambda: batcher.queue_depth() == 3)
+    model.step()
+    await first
+    await model.next_call()  # [bad, group]
+    model.step()  # fails
+    await model.next_call()  # bisection: [bad] alone
+    with pytest.raises(PredictTimeout, match="while its batch ran"):
+        await early
+    model.step()
+    await model.next_call()  # [group] alone, its first member answered already
+    model.step()
+    with pytest.raises(ModelError):
+        await bad
+    result = await late
+    np.testing.assert_array_equal(result.outputs["y"], rows(2) * 2)
+    assert [b[:, 0].tolist() for b in model.batches] == [[0.0], [9.0, 1.0, 2.0], [9.0], [1.0, 2.0]]
+    snap = batcher.snapshot()
+    assert (snap["requests"], snap["completed"], snap["timeouts"], snap["errors"]) == (4, 2, 1, 1)

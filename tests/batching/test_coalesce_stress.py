@@ -67,8 +67,15 @@ def draw_rows(rng: random.Random, caller: int, poisoned: bool) -> np.ndarray:
     return np.array([[v, v + 0.5, -v] for v in values], dtype=np.float32)
 
 
-async def timed(call: Callable[[], Awaitable[Any]]) -> Any:
-    """``call()``'s outcome; a ``PredictTimeout`` carries how long after this started it came."""
+async def timed(call: Callable[[], Awaitable[Any]], block: float = 0.0) -> Any:
+    """``call()``'s outcome; a ``PredictTimeout`` carries how long after this started it came.
+
+    ``block``: first hold the loop that long (``time.sleep``), between the callers of this
+    iteration that called before and this one: one group, its members' deadlines apart.
+    A sleep between the tasks' creation would not do it: they all run after it.
+    """
+    if block:
+        time.sleep(block)
     start = time.perf_counter()  # before the call submits: its deadline is later than start + timeout
     try:
         return await call()
@@ -121,11 +128,10 @@ async def crowd(batcher: Any, rng: random.Random, first: int, callers: int) -> C
             call = partial(batcher.predict, x.astype(">f4"))  # foreign byte order: on its own
         else:
             call = partial(batcher.predict, x)
-        made.append((asyncio.ensure_future(timed(call)), x, poisoned, timeout))
+        block = rng.choice([0.001, 0.003]) if default is not None and rng.random() < 0.15 else 0.0
+        made.append((asyncio.ensure_future(timed(call, block)), x, poisoned, timeout))
         if rng.random() < 0.2:
             await asyncio.sleep(0)  # the next callers land in the next group
-        elif default is not None and rng.random() < 0.1:
-            time.sleep(rng.choice([0.001, 0.003]))  # one group, members' deadlines far apart
     gave_up: set[int] = set()
     for _ in range(rng.randint(0, 3)):
         for k, (task, *_) in enumerate(made):

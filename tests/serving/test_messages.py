@@ -195,3 +195,14 @@ def test_binary_answer_and_its_text_fallback_for_strings():
     assert np.frombuffer(data[4 + length :], "<f4").tolist() == [1.0, 2.0]
     strings = Prediction({"s": np.array([b"hi"], dtype=object)}, BatchInfo(1, 1, 0.0, 0.0))
     assert json.loads(answer_binary(1, strings))["outputs"] == ["hi"]
+
+
+@pytest.mark.parametrize("message_id", [float("inf"), float("-inf")])
+def test_a_binary_answer_echoes_a_non_finite_id_as_the_text_answer_does(message_id):
+    """Requests may hold ``Infinity`` (TF Serving's literals), so an id may be one: the
+    binary answer's header echoes it as the text answer and failures do, never ``null``."""
+    numbers = Prediction({"y": np.array([[1.0]], np.float32)}, BatchInfo(1, 1, 0.1, 0.2))
+    data = answer_binary(message_id, numbers)
+    (length,) = struct.unpack_from(">I", data)
+    assert json.loads(data[4 : 4 + length])["id"] == message_id
+    assert json.loads(answer(message_id, numbers))["id"] == message_id

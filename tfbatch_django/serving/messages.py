@@ -271,7 +271,11 @@ def answer_binary(message_id: MessageId, prediction: Prediction) -> bytes | str:
         if dtype.byteorder not in _LITTLE:
             array = array.astype(dtype.newbyteorder("<"))
         tensors.append(array.tobytes())  # C order, whatever the array's own
-    header = codec.dumps_finite({"id": message_id, "batch": _batch(prediction), "outputs": specs})
+    head = {"id": message_id, "batch": _batch(prediction), "outputs": specs}
+    # An id may be NaN or ±Infinity (requests may hold TF Serving's literals): written as
+    # such, as ``answer`` and ``failure`` write it (``dumps_finite`` would write null).
+    finite = type(message_id) is not float or math.isfinite(message_id)
+    header = codec.dumps_finite(head) if finite else codec.dumps(head)
     return b"".join([_LENGTH.pack(len(header)), header, *tensors])
 
 
