@@ -112,7 +112,6 @@ class Batcher:
             if self._fits is not None
             else None
         )
-        self._gathers = self._gatherer is not None
         self._gather_dtype = self._fits[1] if self._fits is not None else None
         self._gather_row = self._fits[2] if self._fits is not None else None
         #: Other dtypes a gathered array may have: those the batch assembly casts from
@@ -224,7 +223,8 @@ class Batcher:
         flight for the garbage collector to walk).
         """
         loop = asyncio.get_running_loop()
-        if timeout is None and self._gathers:
+        gatherer = self._gatherer
+        if timeout is None and gatherer is not None:
             # One array for the model's one input, bare or as ``{name: array}`` (what the
             # serving doors pass), of its row shape and a dtype it takes or is cast from.
             array = inputs if type(inputs) is np.ndarray else self._only_array(inputs)
@@ -235,8 +235,7 @@ class Batcher:
                 and array.shape[0]
                 and (array.dtype == self._gather_dtype or array.dtype in self._gather_casts)
             ):
-                assert self._gatherer is not None
-                return self._gatherer.add(loop, array)
+                return gatherer.add(loop, array)
         future: asyncio.Future[Prediction] = loop.create_future()
         request = self._submit(inputs, timeout, None, loop, future)
         future.add_done_callback(request.on_future_done)

@@ -241,10 +241,7 @@ class Scheduler:
                     outcomes.finish(request, None, None, cancelled=True)
                 continue
             if request.deadline is not None and request.deadline <= now:
-                if type(request) is not GroupRequest:
-                    outcomes.timeout(request)
-                    continue
-                outcomes.expire(request, now)  # its members whose own deadline passed
+                self._expired(request, now)
                 if request.done:
                     continue
             if keyed:
@@ -315,12 +312,17 @@ class Scheduler:
 
     def _expire(self, now: float) -> None:
         for request in self._deadlines.due(now):
-            if type(request) is GroupRequest:
-                self._outcomes.expire(request, now)
-                if not request.done and request.deadline is not None:
-                    self._deadlines.add(request)  # its next member's deadline
-            else:
-                self._outcomes.timeout(request)
+            self._expired(request, now)
+
+    def _expired(self, request: Request, now: float) -> None:
+        """``request``'s deadline passed: time it out; of a group, the members whose own
+        deadlines passed, the rest watched on under the next one."""
+        if type(request) is not GroupRequest:
+            self._outcomes.timeout(request)
+            return
+        self._outcomes.expire(request, now)
+        if not request.done and request.deadline is not None:
+            self._deadlines.add(request)
 
     def _fail_everything(self, error: TFBatchError) -> None:
         requests = list(self._pending) + [s.request for b in self._running for s in b.segments]
