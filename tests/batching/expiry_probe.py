@@ -20,12 +20,13 @@ from typing import Any
 
 import pytest
 
-from tfbatch_django.batching import coalesce, outcomes, scheduler
+from tfbatch_django.batching import group as groups
+from tfbatch_django.batching import outcomes, scheduler
 
 HITS: Counter[str] = Counter()
 
 
-def _expire_branch(group: coalesce.GroupRequest, now: float) -> str:
+def _expire_branch(group: groups.GroupRequest, now: float) -> str:
     """The branch ``Outcomes.expire`` is about to take (read before it changes anything)."""
     if group.done:
         return "done already"
@@ -44,18 +45,18 @@ def _expiry_probe() -> Any:
     patch = pytest.MonkeyPatch()
     expire = outcomes.Outcomes.expire
     explode = outcomes.Outcomes._explode
-    set_result = coalesce.Members.set_result
+    set_result = groups.Members.set_result
     complete = scheduler.Scheduler._complete
 
-    def probed_expire(self: outcomes.Outcomes, group: coalesce.GroupRequest, now: float) -> None:
+    def probed_expire(self: outcomes.Outcomes, group: groups.GroupRequest, now: float) -> None:
         HITS["expire, " + _expire_branch(group, now)] += 1
         expire(self, group, now)
 
-    def probed_explode(self: outcomes.Outcomes, group: coalesce.GroupRequest) -> None:
+    def probed_explode(self: outcomes.Outcomes, group: groups.GroupRequest) -> None:
         HITS["broken up" + (", after members answered apart" if group.members.skip else "")] += 1
         explode(self, group)
 
-    def probed_set_result(self: coalesce.Members, prediction: Any) -> None:
+    def probed_set_result(self: groups.Members, prediction: Any) -> None:
         if self.skip:
             HITS["results, past members answered apart"] += 1
         set_result(self, prediction)
@@ -67,7 +68,7 @@ def _expiry_probe() -> Any:
 
     patch.setattr(outcomes.Outcomes, "expire", probed_expire)
     patch.setattr(outcomes.Outcomes, "_explode", probed_explode)
-    patch.setattr(coalesce.Members, "set_result", probed_set_result)
+    patch.setattr(groups.Members, "set_result", probed_set_result)
     patch.setattr(scheduler.Scheduler, "_complete", probed_complete)
     yield
     patch.undo()

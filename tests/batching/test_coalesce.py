@@ -16,7 +16,7 @@ import pytest
 from tests.batching.test_batcher import occupy, rows, wait_until
 from tests.fakes import GatedModel
 from tfbatch_django.batching import CallableRunner
-from tfbatch_django.batching.coalesce import GroupRequest
+from tfbatch_django.batching.group import GroupRequest
 from tfbatch_django.exceptions import InvalidInput, ModelError, Overloaded, PredictTimeout
 
 

@@ -23,9 +23,10 @@ import numpy as np
 
 from ..exceptions import InvalidInput, ModelError, ModelLoadError, Overloaded, TFBatchError
 from .assemble import filler_rows
-from .coalesce import Gatherer, GroupRequest
+from .coalesce import Gatherer
 from .config import MAX_TIMEOUT, BatchConfig
 from .execute import Batch, check_outputs, execute, stage
+from .group import GroupRequest
 from .mailbox import Mailbox
 from .policy import DispatchPolicy
 from .request import Prediction, Request, SyncWaiter

@@ -29,9 +29,9 @@ import numpy as np
 from ..exceptions import ModelError, PredictTimeout, TFBatchError
 from .answers import Answers
 from .assemble import Part
-from .coalesce import GroupRequest
 from .deadlines import Deadlines
 from .execute import Batch, Outcome, left_out
+from .group import GroupRequest
 from .mailbox import Mailbox
 from .request import BatchInfo, Prediction, Request, merge_part, predictions, rounded_ms
 from .stats import BatcherStats
@@ -267,7 +267,7 @@ class Outcomes:
             else:  # cannot happen by construction; never leave a caller waiting
                 self.finish(request, None, ModelError(f"model {self.name!r}: the batch lost it", model=self.name))
 
-    # -- groups (coalesce.GroupRequest)
+    # -- groups (group.GroupRequest)
 
     def prune(self, group: GroupRequest) -> None:
         """Before its batch: drop a queued group's cancelled members (their rows never run)."""

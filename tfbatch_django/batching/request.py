@@ -127,7 +127,7 @@ class Request:
 
     #: As a segment: the request's rows from the first (see ``stop``).
     start = 0
-    #: How many callers' requests this is (``coalesce.GroupRequest``: several).
+    #: How many callers' requests this is (``group.GroupRequest``: several).
     count = 1
 
     __slots__ = (

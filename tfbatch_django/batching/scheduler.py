@@ -26,10 +26,10 @@ from itertools import accumulate, islice
 from ..exceptions import ModelError, TFBatchError
 from .answers import Answers
 from .assemble import Part, Segment, assemble
-from .coalesce import GroupRequest
 from .config import BatchConfig
 from .deadlines import Deadlines
 from .execute import Batch
+from .group import GroupRequest
 from .mailbox import Mailbox
 from .outcomes import Outcomes, Tally
 from .policy import AdaptivePolicy, DispatchPolicy, QueueView
