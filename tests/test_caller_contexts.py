@@ -182,6 +182,54 @@ def test_a_child_forked_without_pythons_fork_hooks_drops_the_parents_batchers():
     assert registry.get("double") is parent_handle
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_without_hooks_while_a_thread_held_the_registry_lock_does_not_hang():
+    """The same uWSGI-style fork, taken while another thread holds the registry's lock
+    (building the handles, say): the child inherits it held, with no thread left to
+    release it. (Before this test, the child's first prediction waited on it forever.)"""
+    import ctypes
+
+    assert predict_sync("double", x(1)).tolist() == [[2, 2, 2]]
+    parent_handle = registry.get("double")
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with registry._lock:
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert held.wait(10)
+    libc_fork = ctypes.PyDLL(None).fork
+    read_fd, write_fd = os.pipe()
+    pid = libc_fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_fd)
+            handle = registry.get("double")
+            os.write(write_fd, repr(handle is not parent_handle).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    release.set()
+    thread.join()
+    os.close(write_fd)
+    end = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < end:
+        time.sleep(0.01)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the child hung on the registry lock it inherited held")
+    with os.fdopen(read_fd) as pipe:
+        report = pipe.read()
+    assert os.WIFEXITED(done[1]) and os.WEXITSTATUS(done[1]) == 0, report
+    assert report == "True"
+    assert registry.get("double") is parent_handle
+
+
 LOAD_GATE = threading.Event()
 LOAD_TIMES: dict[str, float] = {}
 TICKS_WHILE_LOADING = 100

@@ -193,6 +193,10 @@ def _runner_info(runner: Any) -> dict[str, Any]:
     return info
 
 
+#: One lock per process id, for ``Registry._adopt``; ``dict.setdefault`` is atomic.
+_ADOPTION_LOCKS: dict[int, threading.Lock] = {}
+
+
 class Registry:
     """Model name -> ``ModelHandle``, built from settings on first use, per process."""
 
@@ -232,9 +236,10 @@ class Registry:
         handles = self._handles
         if handles is not None and self._pid == os.getpid():
             return handles
+        pid = os.getpid()
+        if self._pid != pid:  # a fork without Python's hooks: the old lock may be held
+            self._adopt(pid)
         with self._lock:
-            if self._pid != os.getpid():
-                self._forget()
             if self._handles is None:
                 config = get_config()
                 self._config = config
@@ -258,6 +263,18 @@ class Registry:
         if handles and self._pid == os.getpid():
             for handle in handles.values():
                 handle.close(timeout)
+
+    def _adopt(self, pid: int) -> None:
+        """Forget the parent's objects in a child that ran no at-fork hook (uWSGI).
+
+        Not under ``_lock``: a thread of the parent may have held it at the fork, and in
+        the child nobody ever releases it (test_caller_contexts). The first thread of the
+        child to get here forgets; a per-pid lock, made atomically by ``setdefault``,
+        keeps a second one from replacing the new lock while the first holds it.
+        """
+        with _ADOPTION_LOCKS.setdefault(pid, threading.Lock()):
+            if self._pid != pid:
+                self._forget()
 
     def _forget(self) -> None:
         """After a fork: the parent's threads are gone, drop its objects without closing them."""
