@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import socket
 import statistics
 import struct
@@ -107,8 +108,19 @@ class Http:
 
 
 async def run_ws(
-    port: int, route: str, model: str, image: np.ndarray, binary: bool, clients: int, warm: float, seconds: float
+    port: int,
+    route: str,
+    model: str,
+    image: np.ndarray,
+    binary: bool,
+    clients: int,
+    warm: float,
+    seconds: float,
+    rate: float | None = None,
 ) -> Result:
+    """``clients`` WebSocket clients, each sending its next frame when the last is answered;
+    with ``rate``, no sooner than its share of ``rate`` requests per second allows (paced:
+    to compare two paths at the same load)."""
     result = Result("WebSocket, binary" if binary else "WebSocket, JSON", "")
     measuring = asyncio.Event()
     stop = asyncio.Event()
@@ -136,8 +148,14 @@ async def run_ws(
             f"ws://{HOST}:{port}/{route}", origin=Origin(f"http://{HOST}:{port}"), compression=None, max_size=None
         ) as ws:
             i = 0
+            interval = clients / rate if rate else 0.0
+            due = time.perf_counter() + random.random() * interval  # spread the clients out
             while not stop.is_set():
                 i += 1
+                if interval:
+                    if (ahead := due - time.perf_counter()) > 0:
+                        await asyncio.sleep(ahead)
+                    due = max(due + interval, time.perf_counter() - interval)  # no catching up after a stall
                 t0 = time.perf_counter()
                 await ws.send(frame(i))
                 ok, size = batch_size(await ws.recv())
