@@ -48,7 +48,9 @@ async def test_websocket_clients_share_batches_and_get_the_models_answers(daphne
     assert max(sizes) > 1, sizes
 
 
-@pytest.mark.parametrize("prefix", ["tfbatch", "fast"])  # Django's async view, the Channels fast door
+# Django's async view, the Channels fast door, and Django's sync view (each request's in a
+# thread of its own under ASGI: predict_sync() callers batch together).
+@pytest.mark.parametrize("prefix", ["tfbatch", "fast", "sync"])
 async def test_http_clients_share_batches_and_get_the_models_answers(daphne, digit_images, direct_model, prefix):
     images = digit_images[:REQUESTS]
     expected = direct_model(images)
