@@ -142,13 +142,24 @@ def test_forked_child_builds_its_own_batcher():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_child_forked_without_pythons_fork_hooks_drops_the_parents_batchers():
+@pytest.mark.parametrize("check", ["wiped byte", "pid"])
+def test_a_child_forked_without_pythons_fork_hooks_drops_the_parents_batchers(check, monkeypatch):
     """uWSGI forks its workers with C's ``fork()`` and, unless ``--py-call-osafterfork``
     or ``--py-call-uwsgi-fork-hooks`` is set (both off by default), runs no
     ``os.register_at_fork`` hook in them. Such a child must not use the parent's
     batchers, whose threads it does not have: a coroutine's answer would never come.
-    (Before this test, ``registry.get`` relied on the hook alone and returned them.)"""
+    (Before this test, ``registry.get`` relied on the hook alone and returned them.)
+    Both ways the registry tells: a byte the fork wipes (Linux), and, where memory cannot
+    be wiped, the pid."""
     import ctypes
+
+    from tfbatch_django import forks
+
+    if check == "pid":
+        monkeypatch.setattr(forks, "_WIPEONFORK", None)
+        monkeypatch.setattr(registry, "_unforked", forks.ForkFlag())
+    elif not registry._unforked.wipes:
+        pytest.skip("this OS cannot wipe memory at fork")
 
     assert predict_sync("double", x(1)).tolist() == [[2, 2, 2]]
     parent_handle = registry.get("double")

@@ -7,12 +7,13 @@ never touches TensorFlow. ``tfbatch_warmup`` (or ``warmup()``) loads them eagerl
 One registry per process: a forked child (gunicorn/uwsgi workers, multiprocessing)
 inherits the parent's objects but not its threads, so it drops everything it inherited
 and builds its own batchers on first use. ``os.register_at_fork`` does that in children
-of ``os.fork`` (``multiprocessing``, gunicorn), and the pid checked on every lookup in
-children whose fork runs no Python hook: uWSGI forks its workers with C's ``fork`` and
-calls ``PyOS_AfterFork_Child`` only with ``--py-call-osafterfork`` (off by default), so
-its workers would be handed the parent's batchers, whose threads they do not have
-(test_caller_contexts). The check is a ``getpid`` system call, ~0.15 µs per prediction
-(bench_batcher's no-op rows).
+of ``os.fork`` (``multiprocessing``, gunicorn), and a check on every lookup in children
+whose fork runs no Python hook: uWSGI forks its workers with C's ``fork`` and calls
+``PyOS_AfterFork_Child`` only with ``--py-call-osafterfork`` (off by default), so its
+workers would be handed the parent's batchers, whose threads they do not have
+(test_caller_contexts). The check reads a byte that any fork wipes (``forks.ForkFlag``,
+~15 ns), and compares pids (a ``getpid`` system call, ~0.15 µs) only where the OS
+cannot wipe it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .batching import Batcher
 from .batching.stats import BatcherStats, StatsListener
 from .conf import ModelConfig, TFBatchConfig, get_config, get_problems
 from .exceptions import ModelLoadError, ModelNotFound
+from .forks import ForkFlag
 from .runners import load_runner
 
 if TYPE_CHECKING:
@@ -205,6 +207,9 @@ class Registry:
         self._handles: dict[str, ModelHandle | RemoteHandle] | None = None
         self._config: TFBatchConfig | None = None
         self._pid = os.getpid()
+        #: Reads 1 until this process forks (see ``forks``): then ``handles()`` checks the pid.
+        self._unforked = ForkFlag()
+        self._unforked.arm()
         self.listeners: list[StatsListener] = []
         #: The WORKER name this process serves (``manage.py tfbatch_worker``): its models
         #: get local batchers here; other models with a WORKER are reached over the layer.
@@ -233,10 +238,9 @@ class Registry:
         return RemoteHandle(config, settings)
 
     def handles(self) -> dict[str, ModelHandle | RemoteHandle]:
-        handles = self._handles
-        if handles is not None and self._pid == os.getpid():
+        handles, pid = self._handles, os.getpid()
+        if handles is not None and self._pid == pid:
             return handles
-        pid = os.getpid()
         if self._pid != pid:  # a fork without Python's hooks: the old lock may be held
             self._adopt(pid)
         with self._lock:
@@ -247,8 +251,10 @@ class Registry:
             return self._handles
 
     def get(self, name: str) -> ModelHandle | RemoteHandle:
-        handles = self._handles  # handles(), inlined: this runs once per prediction
-        if handles is None or self._pid != os.getpid():  # a fork without Python's hooks (uWSGI)
+        # handles(), inlined: this runs once per prediction. The flag before the handles:
+        # ``_forget`` arms it after dropping them, so a handle read here is this process's.
+        handles = self._handles if self._unforked.byte[0] else None
+        if handles is None:  # not built yet, or a fork since (with Python's hooks or not: uWSGI)
             handles = self.handles()
         handle = handles.get(name)
         if handle is None:
@@ -282,6 +288,7 @@ class Registry:
         self._handles = None
         self._config = None
         self._pid = os.getpid()
+        self._unforked.arm()  # last: see get()
 
 
 registry = Registry()
