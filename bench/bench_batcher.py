@@ -200,17 +200,33 @@ async def bare_round_trips(tasks: int, seconds: float, window: Window | None = N
     return sum(counts) / timed.wall, sum(counts)
 
 
-def bare_thread_round_trips(threads: int, seconds: float, window: Window | None = None) -> int:
+def bare_thread_round_trips(
+    threads: int, seconds: float, window: Window | None = None, batched: bool = False
+) -> int:
     """The least a blocking caller can cost here: ``threads`` threads each hand a locked lock
     to one server thread, which releases it (one wake-up and one GIL hand-off per call,
-    nothing else: no batcher, no model). Returns the number of round trips."""
+    nothing else: no batcher, no model). ``batched``: the server takes every lock waiting
+    before it releases them, the least any batcher with blocking callers can do. Returns
+    the number of round trips."""
     inbox: queue.SimpleQueue[threading.Lock | None] = queue.SimpleQueue()
     stop = time.perf_counter() + seconds
     counts = [0] * threads
 
     def server() -> None:
         while (lock := inbox.get()) is not None:
-            lock.release()
+            if not batched:
+                lock.release()
+                continue
+            locks = [lock]
+            try:  # wait a little for the others (a batcher's latency budget), at most all of them
+                while len(locks) < threads and (lock := inbox.get(timeout=0.0002)) is not None:
+                    locks.append(lock)
+            except queue.Empty:
+                pass
+            for each in locks:
+                each.release()
+            if lock is None:
+                return
 
     def client(i: int) -> None:
         n = 0
@@ -284,6 +300,7 @@ def overhead_rows(seconds: float, rounds: int = 4) -> list[Paired]:
         rows.append(Paired(f"no-op model, {callers} async callers"))
     rows.append(Paired("no-op model, 32 threads calling predict_sync()"))
     rows.append(Paired("bare thread round trip, 32 threads and one server thread (the floor for threads)"))
+    rows.append(Paired("same, the server releasing every lock waiting at once (a batching floor)"))
     sizes: dict[str, list[float]] = {row.name: [] for row in rows}
 
     def async_run(row: Paired, callers: int) -> Callable[[Window], tuple[int, list[float]]]:
@@ -304,6 +321,7 @@ def overhead_rows(seconds: float, rounds: int = 4) -> list[Paired]:
             row.measure(async_run(row, callers))
         rows[4].measure(thread_run)
         rows[5].measure(lambda window: (bare_thread_round_trips(32, seconds / rounds, window), []))
+        rows[6].measure(lambda window: (bare_thread_round_trips(32, seconds / rounds, window, batched=True), []))
     for row in rows[1:4]:
         row.name += f" (mean batch {statistics.fmean(sizes[row.name]):.0f})"
     return rows
@@ -341,12 +359,16 @@ def print_overhead(noop: list[Paired]) -> None:
     async_1024 = next(row for row in noop if "1024 async" in row.name)
     threads = next(row for row in noop if "predict_sync" in row.name)
     floor = next(row for row in noop if "bare thread" in row.name)
+    batching_floor = next(row for row in noop if "batching floor" in row.name)
     print(
         f"\nPer-request path: 1024 async callers {async_1024.rate / bare.rate * 100:.0f} % of the bare round trip "
         f"(target >= 40 %), 32 threads {threads.rate / bare.rate * 100:.0f} % (target >= 20 %); "
         f"by CPU time {bare.cpu_us / async_1024.cpu_us * 100:.0f} % and {bare.cpu_us / threads.cpu_us * 100:.0f} %.\n"
         f"Threads' floor: a bare thread round trip runs at {floor.rate / bare.rate * 100:.0f} % of the bare asyncio "
-        f"round trip here; predict_sync() from 32 threads gets {threads.rate / floor.rate * 100:.0f} % of that floor."
+        f"round trip here; predict_sync() from 32 threads gets {threads.rate / floor.rate * 100:.0f} % of that floor. "
+        f"A server releasing its callers in batches runs at {batching_floor.rate / bare.rate * 100:.0f} % of the bare "
+        f"asyncio round trip: the most a batcher with blocking callers could reach here; predict_sync() gets "
+        f"{threads.rate / batching_floor.rate * 100:.0f} % of it."
     )
     import tfbatch_django
 
