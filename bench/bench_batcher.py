@@ -200,9 +200,7 @@ async def bare_round_trips(tasks: int, seconds: float, window: Window | None = N
     return sum(counts) / timed.wall, sum(counts)
 
 
-def bare_thread_round_trips(
-    threads: int, seconds: float, window: Window | None = None, batched: bool = False
-) -> int:
+def bare_thread_round_trips(threads: int, seconds: float, window: Window | None = None, batched: bool = False) -> int:
     """The least a blocking caller can cost here: ``threads`` threads each hand a locked lock
     to one server thread, which releases it (one wake-up and one GIL hand-off per call,
     nothing else: no batcher, no model). ``batched``: the server takes every lock waiting
