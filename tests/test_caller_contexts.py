@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +23,7 @@ from django.test import override_settings
 
 from tests.fakes import GatedModel, double_runner
 from tfbatch_django import CallableRunner, predict, predict_detailed, predict_sync
+from tfbatch_django.forks import ForkFlag
 from tfbatch_django.registry import registry
 
 GATED = GatedModel()
@@ -143,102 +148,35 @@ def test_forked_child_builds_its_own_batcher():
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.parametrize("check", ["wiped byte", "pid"])
-def test_a_child_forked_without_pythons_fork_hooks_drops_the_parents_batchers(check, monkeypatch):
+@pytest.mark.parametrize("mode", ["plain", "held"])
+def test_a_child_forked_without_pythons_fork_hooks_builds_batchers_of_its_own(mode, check):
     """uWSGI forks its workers with C's ``fork()`` and, unless ``--py-call-osafterfork``
     or ``--py-call-uwsgi-fork-hooks`` is set (both off by default), runs no
     ``os.register_at_fork`` hook in them. Such a child must not use the parent's
     batchers, whose threads it does not have: a coroutine's answer would never come.
     (Before this test, ``registry.get`` relied on the hook alone and returned them.)
-    Both ways the registry tells: a byte the fork wipes (Linux), and, where memory cannot
-    be wiped, the pid."""
-    import ctypes
 
-    from tfbatch_django import forks
-
-    if check == "pid":
-        monkeypatch.setattr(forks, "_WIPEONFORK", None)
-        monkeypatch.setattr(registry, "_unforked", forks.ForkFlag())
-    elif not registry._unforked.wipes:
+    Both ways the registry tells (a byte the fork wipes, on Linux; the pid, where memory
+    cannot be wiped), and both with the registry's lock free and held by another thread
+    at the fork (``held``: the child inherits it locked, with nobody to release it; the
+    child's first prediction used to wait on it forever). In a fresh interpreter
+    (``tests/fork_probe.py``): see there why."""
+    if check == "wiped byte" and not ForkFlag().wipes:
         pytest.skip("this OS cannot wipe memory at fork")
-
-    assert predict_sync("double", x(1)).tolist() == [[2, 2, 2]]
-    parent_handle = registry.get("double")
-    libc_fork = ctypes.PyDLL(None).fork  # PyDLL: the GIL stays held across the call
-    read_fd, write_fd = os.pipe()
-    pid = libc_fork()
-    if pid == 0:  # child, as uWSGI's: no PyOS_AfterFork_Child, so no hooks ran
-        status = 1
-        try:
-            os.close(read_fd)
-            handle = registry.get("double")
-            os.write(write_fd, repr(handle is not parent_handle).encode())
-            status = 0
-        finally:
-            os._exit(status)
-    assert pid > 0
-    os.close(write_fd)
-    # Bounded: a child forked this way could block on a lock another thread held at the fork.
-    end = time.monotonic() + 20
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < end:
-        time.sleep(0.01)
-    status = done[1]
-    if done[0] == 0:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the child forked without Python's hooks hung")
-    with os.fdopen(read_fd) as pipe:
-        report = pipe.read()
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, report
-    assert report == "True", "the child was handed the parent's handle (and its dead batcher)"
-    assert registry.get("double") is parent_handle
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_child_forked_without_hooks_while_a_thread_held_the_registry_lock_does_not_hang():
-    """The same uWSGI-style fork, taken while another thread holds the registry's lock
-    (building the handles, say): the child inherits it held, with no thread left to
-    release it. (Before this test, the child's first prediction waited on it forever.)"""
-    import ctypes
-
-    assert predict_sync("double", x(1)).tolist() == [[2, 2, 2]]
-    parent_handle = registry.get("double")
-    held, release = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with registry._lock:
-            held.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    assert held.wait(10)
-    libc_fork = ctypes.PyDLL(None).fork
-    read_fd, write_fd = os.pipe()
-    pid = libc_fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.close(read_fd)
-            handle = registry.get("double")
-            os.write(write_fd, repr(handle is not parent_handle).encode())
-            status = 0
-        finally:
-            os._exit(status)
-    release.set()
-    thread.join()
-    os.close(write_fd)
-    end = time.monotonic() + 20
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < end:
-        time.sleep(0.01)
-    if done[0] == 0:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the child hung on the registry lock it inherited held")
-    with os.fdopen(read_fd) as pipe:
-        report = pipe.read()
-    assert os.WIFEXITED(done[1]) and os.WEXITSTATUS(done[1]) == 0, report
-    assert report == "True"
-    assert registry.get("double") is parent_handle
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.fork_probe", mode, check],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not report.get("hung"), "the child forked without Python's hooks hung"
+    assert report["status"] == 0, report
+    assert report["own"], "the child was handed the parent's handle (and its dead batcher)"
+    assert report["answer"] == [[2.0, 2.0, 2.0]]
+    assert report["parent_kept"]
 
 
 LOAD_GATE = threading.Event()

@@ -1,52 +1,62 @@
-"""forks.ForkFlag: a byte that any fork wipes, with Python's at-fork hooks or without."""
+"""forks.ForkFlag: a byte that any fork wipes, with Python's at-fork hooks or without.
+
+The forks happen in a fresh interpreter of their own: a child forked with C's ``fork``
+while another thread of the test process wanted the GIL would wait for that thread,
+which the child does not have, forever.
+"""
 
 from __future__ import annotations
 
-import ctypes
 import os
+import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
 from tfbatch_django import forks
 from tfbatch_django.forks import ForkFlag
 
+ROOT = Path(__file__).resolve().parents[1]
+
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(os, "fork"), reason="Linux")
 
+#: Prints what the byte reads: here, in a child of ``os.fork``, in a child of C's ``fork``
+#: (as uWSGI forks: no Python hook runs), and in a child that armed its own copy.
+PROBE = textwrap.dedent(
+    """
+    import ctypes, os
+    from tfbatch_django.forks import ForkFlag
 
-def _in_child(fork: object, flag: ForkFlag) -> int:
-    """The byte as a child forked by ``fork`` reads it (its exit status)."""
-    pid = fork()  # type: ignore[operator]
-    if pid == 0:
-        os._exit(flag.byte[0])
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status)
-    return os.WEXITSTATUS(status)
+    def child(fork, then=None):
+        pid = fork()
+        if pid == 0:
+            if then:
+                then()
+            os._exit(flag.byte[0])
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+    flag = ForkFlag()
+    before = flag.byte[0]
+    flag.arm()
+    print(flag.wipes, before, flag.byte[0], child(os.fork), child(ctypes.PyDLL(None).fork),
+          child(os.fork, flag.arm), flag.byte[0])
+    """
+)
 
 
 @linux_only
 def test_an_armed_flag_reads_one_here_and_zero_in_a_child_forked_either_way():
-    flag = ForkFlag()
-    assert flag.wipes
-    assert flag.byte[0] == 0
-    flag.arm()
-    assert flag.byte[0] == 1
-    assert _in_child(os.fork, flag) == 0
-    # C's fork, as uWSGI forks its workers: no Python hook runs, the kernel wipes all the same.
-    assert _in_child(ctypes.PyDLL(None).fork, flag) == 0
-    assert flag.byte[0] == 1  # the parent's is untouched
-
-
-@linux_only
-def test_a_child_can_arm_its_own_copy():
-    flag = ForkFlag()
-    flag.arm()
-    pid = os.fork()
-    if pid == 0:
-        flag.arm()
-        os._exit(10 + flag.byte[0])
-    _, status = os.waitpid(pid, 0)
-    assert os.WEXITSTATUS(status) == 11
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split()
+    wipes, before, armed, os_fork, c_fork, rearmed, parent_after = out
+    assert wipes == "True"
+    assert (before, armed) == ("0", "1")
+    assert (os_fork, c_fork) == ("0", "0"), "a child read the parent's byte"
+    assert rearmed == "1"  # a child arms its own copy
+    assert parent_after == "1"  # the parent's is untouched
 
 
 def test_where_memory_cannot_be_wiped_the_flag_always_reads_zero(monkeypatch):
