@@ -359,16 +359,7 @@ def over_daphne(
             args = (image, True, plan.clients, max(2.0, seconds), max(3.0, seconds))
             ceiling = asyncio.run(bench_serving.run_ws(port, "ws/const/", plan.name, *args))
             path = f"over daphne, {plan.clients} WebSocket clients, binary frames of {kb:,} KB"
-            report.add(
-                Row(
-                    plan.label,
-                    f"{path}: no model (ceiling)",
-                    ceiling.rate,
-                    "req/s",
-                    latencies=tuple(ceiling.latencies),
-                    loop_us=loop_us(ceiling),
-                )
-            )
+            report.add(no_model_row(plan.label, f"{path}: no model (ceiling)", ceiling))
             served = asyncio.run(bench_serving.run_ws(port, "ws/tfbatch/", plan.name, *args))
             errors = f", {served.errors} errors" if served.errors else ""
             report.add(
@@ -388,16 +379,7 @@ def over_daphne(
             # iteration): compared at the ceiling's rate the no-model path looks cheaper than
             # it is at the batched rate. So the no-model path once more, paced at that rate.
             paced = asyncio.run(bench_serving.run_ws(port, "ws/const/", plan.name, *args, rate=served.rate))
-            report.add(
-                Row(
-                    plan.label,
-                    f"{path}: no model, paced at the batched rate",
-                    paced.rate,
-                    "req/s",
-                    latencies=tuple(paced.latencies),
-                    loop_us=loop_us(paced),
-                )
-            )
+            report.add(no_model_row(plan.label, f"{path}: no model, paced at the batched rate", paced))
             bare, same_rate, batched = loop_us(ceiling), loop_us(paced), loop_us(served)
             if bare and same_rate and batched:
                 report.notes.append(
@@ -410,6 +392,11 @@ def over_daphne(
     finally:
         daphne.terminate()
         daphne.wait(30)
+
+
+def no_model_row(label: str, path: str, result: Any) -> Row:
+    """A row of the no-model WebSocket path (``bench_serving.Result``)."""
+    return Row(label, path, result.rate, "req/s", latencies=tuple(result.latencies), loop_us=loop_us(result))
 
 
 def loop_us(result: Any) -> float | None:
