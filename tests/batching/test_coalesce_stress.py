@@ -119,7 +119,7 @@ async def crowd(batcher: Any, rng: random.Random, first: int, callers: int) -> C
         how = rng.random()
         timeout = default
         if how < 0.15:
-            call, timeout = partial(batcher.predict, x, timeout=30.0), 30.0  # a deadline of its own: on its own
+            call, timeout = partial(batcher.predict, x.astype(">f4"), timeout=30.0), 30.0  # on its own
         elif how < 0.2:
             call = partial(batcher.predict, x.astype(np.float64))  # gathered, cast in assemble
         elif how < 0.25:

@@ -107,7 +107,7 @@ class Batcher:
         )
         self._mailbox = Mailbox(name, self.config.max_queue_size, self.stats)
         #: Coroutine callers of a one-input model, gathered per loop iteration: arrays of its
-        #: row shape, with no deadline but the model's default (``TIMEOUT_MS``).
+        #: row shape, each with its own deadline (the model's ``TIMEOUT_MS`` or its own).
         self._gatherer = (
             Gatherer(name, self._fits[0], self._mailbox, self.stats, self._default_timeout)
             if self._fits is not None
@@ -225,7 +225,7 @@ class Batcher:
         """
         loop = asyncio.get_running_loop()
         gatherer = self._gatherer
-        if timeout is None and gatherer is not None:
+        if gatherer is not None:
             # One array for the model's one input, bare or as ``{name: array}`` (what the
             # serving doors pass), of its row shape and a dtype it takes or is cast from.
             array = inputs if type(inputs) is np.ndarray else self._only_array(inputs)
@@ -236,7 +236,14 @@ class Batcher:
                 and array.shape[0]
                 and (array.dtype == self._gather_dtype or array.dtype in self._gather_casts)
             ):
-                return gatherer.add(loop, array)
+                if timeout is None:
+                    return gatherer.add(loop, array)
+                try:  # checked here, in the caller's frame, as ``_submit`` does
+                    seconds = check_timeout(timeout, self.name)
+                except TFBatchError:
+                    self.stats.record_request("invalid")
+                    raise
+                return gatherer.add_timed(loop, array, seconds)
         future: asyncio.Future[Prediction] = loop.create_future()
         request = self._submit(inputs, timeout, None, loop, future)
         future.add_done_callback(request.on_future_done)
