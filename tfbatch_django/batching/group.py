@@ -271,8 +271,8 @@ class GroupRequest(Request):
         return dropped, dropped_rows
 
     def _first_left(self) -> None:
-        """Queued members left from the front: the group's submit time and deadline are
-        those of the members that stay."""
+        """Members left a queued group: its submit time and deadline are those of the
+        members that stay."""
         members = self.members
         deadlines = members.deadlines
         if deadlines is None:
@@ -316,12 +316,11 @@ class GroupRequest(Request):
         return None if self.timeout is None else self.members.t_submits[i] + self.timeout
 
     def timeouts(self) -> list[float]:
-        """Each live member's timeout in seconds (its deadline less its submit time)."""
+        """Each live member's own timeout in seconds (its deadline less its submit time),
+        for a group with a list of deadlines."""
         members = self.members
         a = members.skip
-        if members.deadlines is None:
-            assert self.timeout is not None
-            return [self.timeout] * (len(self.parts) - a)
+        assert members.deadlines is not None
         return [d - t for d, t in zip(members.deadlines[a:], members.t_submits[a:], strict=True)]
 
     def expired_until(self, now: float) -> int:

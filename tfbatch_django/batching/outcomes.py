@@ -333,12 +333,11 @@ class Outcomes:
         """
         assert request.deadline is not None
         where = "in the queue" if request.taken == 0 else "while its batch ran"
-        if type(request) is GroupRequest:
+        if type(request) is GroupRequest and request.members.deadlines is not None:
             timeouts = request.timeouts()
-            if request.members.deadlines is not None:
-                request.members.errors = [self._timed_out(t, where) for t in timeouts]
+            request.members.errors = [self._timed_out(t, where) for t in timeouts]
             error = self._timed_out(timeouts[0], where)
-        else:
+        else:  # (a group's first member's: they all have the same timeout)
             error = self._timed_out(request.deadline - request.t_submit, where)
         self.finish(request, None, error)
 
