@@ -57,6 +57,20 @@ def alone(x: np.ndarray) -> np.ndarray:
     return x.astype(">f4")
 
 
+#: How a test's callers call: gathered (no timeout), gathered with timeouts of their own
+#: (60 s, then 30 s: each group sorted by deadline, the last caller first), or alone.
+HOW = ["gathered", "own timeouts", "alone"]
+
+
+def call_as(batcher, how: str, x: np.ndarray, i: int = 0):
+    """``batcher.predict(x)`` the way ``how`` says (``i``: the caller's place in its group)."""
+    if how == "gathered":
+        return batcher.predict(x)
+    if how == "own timeouts":
+        return batcher.predict(x, timeout=60.0 - 10 * i)
+    return batcher.predict(alone(x), timeout=60.0)
+
+
 def count_posts(batcher, monkeypatch) -> list[int]:
     """Record, for each request posted to the batcher's mailbox, how many callers it holds."""
     posted: list[int] = []
@@ -319,12 +333,12 @@ async def test_any_number_of_callers_each_get_their_rows(make_batcher, callers):
     assert [float(r.outputs["y"][0, 0]) for r in results] == [2.0 * i for i in range(callers)]
 
 
-@pytest.mark.parametrize("gathered", [True, False])
-async def test_a_caller_cut_over_batches_who_gives_up_stops_running(make_batcher, gathered):
+@pytest.mark.parametrize("how", HOW)
+async def test_a_caller_cut_over_batches_who_gives_up_stops_running(make_batcher, how):
     model = SteppedModel()
     batcher = make_batcher(model, max_batch_size=4)
     big = rows(*[float(v) for v in range(1, 11)])  # 10 rows: batches of 4, 4 and 2
-    task = asyncio.ensure_future(batcher.predict(big if gathered else alone(big), timeout=60))
+    task = asyncio.ensure_future(call_as(batcher, how, big))
     await model.next_call()  # its first 4 rows are in the model
     task.cancel()
     await asyncio.sleep(0)
@@ -356,12 +370,11 @@ async def test_a_broken_up_group_member_who_gives_up_is_not_run_again(make_batch
     assert (snap["completed"], snap["errors"], snap["cancelled"]) == (1, 1, 1)
 
 
-@pytest.mark.parametrize("gathered", [True, False])
-async def test_a_caller_who_gave_up_in_a_batch_that_fails_whole_is_counted_cancelled(make_batcher, gathered):
+@pytest.mark.parametrize("how", HOW)
+async def test_a_caller_who_gave_up_in_a_batch_that_fails_whole_is_counted_cancelled(make_batcher, how):
     model = SteppedModel(broken=True)
     batcher = make_batcher(model, max_batch_size=64)
-    form = (lambda x: x) if gathered else alone
-    tasks = [asyncio.ensure_future(batcher.predict(form(rows(v)), timeout=60)) for v in (1.0, 2.0, 3.0)]
+    tasks = [asyncio.ensure_future(call_as(batcher, how, rows(v), i)) for i, v in enumerate((1.0, 2.0, 3.0))]
     await model.next_call()
     tasks[1].cancel()
     await asyncio.sleep(0)
@@ -375,14 +388,13 @@ async def test_a_caller_who_gave_up_in_a_batch_that_fails_whole_is_counted_cance
     assert (snap["errors"], snap["cancelled"]) == (2, 1)
 
 
-@pytest.mark.parametrize("gathered", [True, False])
-async def test_a_formed_batch_whose_callers_all_gave_up_is_not_run(make_batcher, gathered):
+@pytest.mark.parametrize("how", HOW)
+async def test_a_formed_batch_whose_callers_all_gave_up_is_not_run(make_batcher, how):
     model = SteppedModel()
     batcher = make_batcher(model, max_batch_size=4)
     running = asyncio.ensure_future(batcher.predict(rows(0.0), timeout=60))
     await model.next_call()
-    form = (lambda x: x) if gathered else alone
-    tasks = [asyncio.ensure_future(batcher.predict(form(rows(v)), timeout=60)) for v in (1.0, 2.0, 3.0, 4.0)]
+    tasks = [asyncio.ensure_future(call_as(batcher, how, rows(v), i)) for i, v in enumerate((1.0, 2.0, 3.0, 4.0))]
     # A full batch is formed while the model is busy: it waits for the executor.
     await wait_until(lambda: batcher.snapshot()["in_flight_batches"] == 2 and batcher.queue_depth() == 0)
     for task in tasks:
