@@ -304,9 +304,9 @@ class Outcomes:
         """A group's deadline passed: time out the members whose own deadlines did.
 
         They are a prefix: a group's deadlines rise with its members' order (see
-        ``group``). Queued, they are cut off the group and their
-        rows never run; in a running batch, they are answered now and the batch's outputs
-        skip them. The rest stay, with the next member's deadline as the group's.
+        ``group``). Queued, they are cut off the group and their rows never run; in a
+        running batch, they are answered now and the batch's outputs skip them. The rest
+        stay, with the next member's deadline as the group's.
         """
         if group.done:
             return
