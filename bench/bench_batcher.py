@@ -21,7 +21,10 @@ The model is ``bench/model.py``'s CNN on 32x32x3 images (the one ``bench_serving
 uses), exported as a SavedModel and served through the real settings -> registry ->
 batcher -> TensorFlow path. Run: ``make bench`` or
 ``python bench/bench_batcher.py [--quick] [--overhead-only]`` (the latter: the no-op rows
-alone, without TensorFlow).
+alone, without TensorFlow). ``--overhead-only --caller-timeout S``: the async callers each
+pass a ``timeout`` of their own, between S and 2·S seconds (as the worker server and the
+serving doors do: a group's deadlines then come in any order), which the batcher gathers
+since 2026-11-30 (before, each such call was a request of its own).
 """
 
 from __future__ import annotations
@@ -121,9 +124,17 @@ class Window:
 
 
 async def concurrent_callers(
-    model: str, make_input: Callable[[int], np.ndarray], callers: int, seconds: float, window: Window | None = None
+    model: str,
+    make_input: Callable[[int], np.ndarray],
+    callers: int,
+    seconds: float,
+    window: Window | None = None,
+    timeouts: list[float] | None = None,
 ) -> tuple[float, list[float], float]:
-    """N coroutines each calling ``predict_detailed`` in a loop; returns rows/s, latencies, mean batch."""
+    """N coroutines each calling ``predict_detailed`` in a loop; returns rows/s, latencies, mean batch.
+
+    ``timeouts``: caller i passes ``timeout=timeouts[i]`` (else none, the loop unchanged).
+    """
     from tfbatch_django import predict_detailed
 
     stop = time.perf_counter() + seconds
@@ -139,6 +150,15 @@ async def concurrent_callers(
         x = inputs[i]
         clock, add_lat, add_size = time.perf_counter, lat.append, sizes.append
         t = clock()
+        if timeouts is not None:
+            timeout = timeouts[i]
+            while t < stop:
+                result = await predict_detailed(model, x, timeout=timeout)
+                now = clock()
+                add_lat(now - t)
+                add_size(result.batch.size)
+                t = now
+            return
         while t < stop:
             result = await predict_detailed(model, x)
             now = clock()
@@ -289,21 +309,30 @@ class Paired:
         return self.cpu / self.requests * 1e6
 
 
-def overhead_rows(seconds: float, rounds: int = 4) -> list[Paired]:
-    """The batcher's per-request cost next to this machine's bare asyncio speed, interleaved."""
+def overhead_rows(seconds: float, rounds: int = 4, caller_timeout: float | None = None) -> list[Paired]:
+    """The batcher's per-request cost next to this machine's bare asyncio speed, interleaved.
+
+    ``caller_timeout``: the async callers pass timeouts of their own, from it to twice it.
+    """
     noop_x = np.ones((1, 4), np.float32)
     bare = Paired("bare asyncio future round trip, 256 tasks (the machine's speed)")
     rows = [bare]
+    own = "" if caller_timeout is None else f", each its own timeout ({caller_timeout:g}-{2 * caller_timeout:g} s)"
     for callers in (64, 256, 1024):
-        rows.append(Paired(f"no-op model, {callers} async callers"))
+        rows.append(Paired(f"no-op model, {callers} async callers{own}"))
     rows.append(Paired("no-op model, 32 threads calling predict_sync()"))
     rows.append(Paired("bare thread round trip, 32 threads and one server thread (the floor for threads)"))
     rows.append(Paired("same, the server releasing every lock waiting at once (a batching floor)"))
     sizes: dict[str, list[float]] = {row.name: [] for row in rows}
 
     def async_run(row: Paired, callers: int) -> Callable[[Window], tuple[int, list[float]]]:
+        # Spread over [t, 2t) in an order unrelated to the callers' (golden-ratio steps).
+        timeouts = None if caller_timeout is None else [caller_timeout * (1 + (i * 0.618) % 1) for i in range(callers)]
+
         def run(window: Window) -> tuple[int, list[float]]:
-            _, lat, mean = asyncio.run(concurrent_callers("noop", lambda i: noop_x, callers, seconds / rounds, window))
+            _, lat, mean = asyncio.run(
+                concurrent_callers("noop", lambda i: noop_x, callers, seconds / rounds, window, timeouts)
+            )
             sizes[row.name].append(mean)
             return len(lat), lat
 
@@ -388,6 +417,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="duration of each measurement")
     parser.add_argument("--quick", action="store_true", help="1-second measurements (a smoke run)")
     parser.add_argument("--overhead-only", action="store_true", help="only the no-op rows (no TensorFlow)")
+    parser.add_argument(
+        "--caller-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --overhead-only: the async callers pass timeouts of their own, S to 2*S seconds",
+    )
     parser.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (seconds)")
     parser.add_argument(
         "--pin",
@@ -408,7 +444,7 @@ def main() -> None:
         configure_django(None, noop_batch=256)
         from tfbatch_django.registry import registry
 
-        noop = overhead_rows(seconds)
+        noop = overhead_rows(seconds, caller_timeout=args.caller_timeout)
         registry.reset()
         print(
             f"{os.cpu_count()} CPUs (this process on {len(os.sched_getaffinity(0))}), "

@@ -6,7 +6,9 @@
 prints, after the run, how often each branch of ``Outcomes.expire`` ran (a queued group
 timed out whole or cut; a running group's members answered apart, all of them or some),
 and a few paths around it (a group broken up after some members were answered apart, a
-group answered with results past members answered apart, a batch not run). A random
+group answered with results past members answered apart, a batch not run, a group with
+timeouts of its members' own: posted as they came or sorted by deadline, and timed out
+with a list of deadlines). A random
 test is only as good as the paths it reaches: the stress test once reached "some of a
 running group" 7 times in 2,000 seeds, and "answered past them" never.
 
@@ -20,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from tfbatch_django.batching import coalesce, outcomes, scheduler
 from tfbatch_django.batching import group as groups
-from tfbatch_django.batching import outcomes, scheduler
 
 HITS: Counter[str] = Counter()
 
@@ -47,10 +49,20 @@ def _expiry_probe() -> Any:
     explode = outcomes.Outcomes._explode
     set_result = groups.Members.set_result
     complete = scheduler.Scheduler._complete
+    deadlines = coalesce.Gatherer._deadlines
 
     def probed_expire(self: outcomes.Outcomes, group: groups.GroupRequest, now: float) -> None:
-        HITS["expire, " + _expire_branch(group, now)] += 1
+        branch = _expire_branch(group, now)
+        HITS["expire, " + branch] += 1
+        if group.members.deadlines is not None:
+            HITS["expire, " + branch + ", deadlines of their own"] += 1
         expire(self, group, now)
+
+    def probed_deadlines(self: coalesce.Gatherer, group: Any) -> list[float] | None:
+        before = list(group.futures)
+        result = deadlines(self, group)
+        HITS["flush, own timeouts: " + ("as they came" if group.futures == before else "sorted by deadline")] += 1
+        return result
 
     def probed_explode(self: outcomes.Outcomes, group: groups.GroupRequest) -> None:
         HITS["broken up" + (", after members answered apart" if group.members.skip else "")] += 1
@@ -70,6 +82,7 @@ def _expiry_probe() -> Any:
     patch.setattr(outcomes.Outcomes, "_explode", probed_explode)
     patch.setattr(groups.Members, "set_result", probed_set_result)
     patch.setattr(scheduler.Scheduler, "_complete", probed_complete)
+    patch.setattr(coalesce.Gatherer, "_deadlines", probed_deadlines)
     yield
     patch.undo()
 

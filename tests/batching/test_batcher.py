@@ -509,18 +509,20 @@ async def test_a_split_request_is_stitched_in_row_order_when_its_batches_finish_
     assert result.batch.batches == 2
 
 
-async def test_a_caller_is_not_blamed_for_the_rows_of_one_answered_while_the_call_ran(make_batcher):
+@pytest.mark.parametrize("gathered", [True, False])
+async def test_a_caller_is_not_blamed_for_the_rows_of_one_answered_while_the_call_ran(make_batcher, gathered):
     """A failing call held a poisonous request whose deadline passed meanwhile: the one
     caller left is run alone before it is blamed (it was blamed at once, and got the
-    poisonous caller's ModelError)."""
-    from tests.batching.test_coalesce import SteppedModel
+    poisonous caller's ModelError). Gathered, the two are one group, with a deadline each."""
+    from tests.batching.test_coalesce import SteppedModel, alone
 
     model = SteppedModel(poison=9.0)
     batcher = make_batcher(model, max_batch_size=8)
     first = asyncio.ensure_future(batcher.predict(rows(0)))
     await model.next_call()  # the model is busy: the next two queue together
-    poisonous = asyncio.ensure_future(batcher.predict(rows(9), timeout=0.3))
-    innocent = asyncio.ensure_future(batcher.predict(rows(1), timeout=30))
+    form = (lambda x: x) if gathered else alone
+    poisonous = asyncio.ensure_future(batcher.predict(form(rows(9)), timeout=0.3))
+    innocent = asyncio.ensure_future(batcher.predict(form(rows(1)), timeout=30))
     await wait_until(lambda: batcher.queue_depth() == 2)
     model.step()
     await first

@@ -51,6 +51,26 @@ class SteppedModel(GatedModel):
         self._permits.release(calls)
 
 
+def alone(x: np.ndarray) -> np.ndarray:
+    """``x`` in a form the batcher does not gather (foreign byte order): a request of its
+    own, whatever its ``timeout`` (the model's float32 is cast from it in assemble)."""
+    return x.astype(">f4")
+
+
+#: How a test's callers call: gathered (no timeout), gathered with timeouts of their own
+#: (60 s, then 30 s: each group sorted by deadline, the last caller first), or alone.
+HOW = ["gathered", "own timeouts", "alone"]
+
+
+def call_as(batcher, how: str, x: np.ndarray, i: int = 0):
+    """``batcher.predict(x)`` the way ``how`` says (``i``: the caller's place in its group)."""
+    if how == "gathered":
+        return batcher.predict(x)
+    if how == "own timeouts":
+        return batcher.predict(x, timeout=60.0 - 10 * i)
+    return batcher.predict(alone(x), timeout=60.0)
+
+
 def count_posts(batcher, monkeypatch) -> list[int]:
     """Record, for each request posted to the batcher's mailbox, how many callers it holds."""
     posted: list[int] = []
@@ -87,21 +107,21 @@ async def test_each_member_has_its_own_queue_time(make_batcher):
     assert all(w >= 0 for w in waits)
 
 
-async def test_requests_with_a_deadline_lists_or_a_foreign_key_go_one_by_one(make_batcher, monkeypatch):
+async def test_lists_or_a_foreign_key_go_one_by_one_a_deadline_of_its_own_is_gathered(make_batcher, monkeypatch):
     batcher = make_batcher(GatedModel(), max_batch_size=64)
     posted = count_posts(batcher, monkeypatch)
     results = await asyncio.gather(
-        batcher.predict(rows(1), timeout=5),
+        batcher.predict(rows(1), timeout=5),  # gathered, with its own deadline
         batcher.predict([[3.0, 3.0, 3.0]]),  # a list: checked the usual way
         batcher.predict(rows(4).astype(">f4")),  # foreign byte order: cast the usual way
         batcher.predict(rows(5)),
         return_exceptions=True,
     )
-    assert sorted(posted) == [1, 1, 1, 1]
+    assert sorted(posted) == [1, 1, 2]
     assert [r.outputs["y"][0, 0] for r in results] == [2.0, 6.0, 8.0, 10.0]
     with pytest.raises(InvalidInput, match="unknown 'z'"):
         await batcher.predict({"z": rows(6)})  # the usual message, not gathered
-    assert sorted(posted) == [1, 1, 1, 1]
+    assert sorted(posted) == [1, 1, 2]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float16", "uint8", "int64", "int32", "bool"])
@@ -313,12 +333,12 @@ async def test_any_number_of_callers_each_get_their_rows(make_batcher, callers):
     assert [float(r.outputs["y"][0, 0]) for r in results] == [2.0 * i for i in range(callers)]
 
 
-@pytest.mark.parametrize("gathered", [True, False])
-async def test_a_caller_cut_over_batches_who_gives_up_stops_running(make_batcher, gathered):
+@pytest.mark.parametrize("how", HOW)
+async def test_a_caller_cut_over_batches_who_gives_up_stops_running(make_batcher, how):
     model = SteppedModel()
     batcher = make_batcher(model, max_batch_size=4)
     big = rows(*[float(v) for v in range(1, 11)])  # 10 rows: batches of 4, 4 and 2
-    task = asyncio.ensure_future(batcher.predict(big) if gathered else batcher.predict(big, timeout=60))
+    task = asyncio.ensure_future(call_as(batcher, how, big))
     await model.next_call()  # its first 4 rows are in the model
     task.cancel()
     await asyncio.sleep(0)
@@ -350,12 +370,11 @@ async def test_a_broken_up_group_member_who_gives_up_is_not_run_again(make_batch
     assert (snap["completed"], snap["errors"], snap["cancelled"]) == (1, 1, 1)
 
 
-@pytest.mark.parametrize("gathered", [True, False])
-async def test_a_caller_who_gave_up_in_a_batch_that_fails_whole_is_counted_cancelled(make_batcher, gathered):
+@pytest.mark.parametrize("how", HOW)
+async def test_a_caller_who_gave_up_in_a_batch_that_fails_whole_is_counted_cancelled(make_batcher, how):
     model = SteppedModel(broken=True)
     batcher = make_batcher(model, max_batch_size=64)
-    timeout = None if gathered else 60.0
-    tasks = [asyncio.ensure_future(batcher.predict(rows(v), timeout=timeout)) for v in (1.0, 2.0, 3.0)]
+    tasks = [asyncio.ensure_future(call_as(batcher, how, rows(v), i)) for i, v in enumerate((1.0, 2.0, 3.0))]
     await model.next_call()
     tasks[1].cancel()
     await asyncio.sleep(0)
@@ -369,14 +388,13 @@ async def test_a_caller_who_gave_up_in_a_batch_that_fails_whole_is_counted_cance
     assert (snap["errors"], snap["cancelled"]) == (2, 1)
 
 
-@pytest.mark.parametrize("gathered", [True, False])
-async def test_a_formed_batch_whose_callers_all_gave_up_is_not_run(make_batcher, gathered):
+@pytest.mark.parametrize("how", HOW)
+async def test_a_formed_batch_whose_callers_all_gave_up_is_not_run(make_batcher, how):
     model = SteppedModel()
     batcher = make_batcher(model, max_batch_size=4)
     running = asyncio.ensure_future(batcher.predict(rows(0.0), timeout=60))
     await model.next_call()
-    timeout = None if gathered else 60.0
-    tasks = [asyncio.ensure_future(batcher.predict(rows(v), timeout=timeout)) for v in (1.0, 2.0, 3.0, 4.0)]
+    tasks = [asyncio.ensure_future(call_as(batcher, how, rows(v), i)) for i, v in enumerate((1.0, 2.0, 3.0, 4.0))]
     # A full batch is formed while the model is busy: it waits for the executor.
     await wait_until(lambda: batcher.snapshot()["in_flight_batches"] == 2 and batcher.queue_depth() == 0)
     for task in tasks:
@@ -603,7 +621,7 @@ async def test_a_member_answered_apart_while_its_batch_is_bisected(make_batcher)
     first = asyncio.ensure_future(batcher.predict(rows(0), timeout=30))
     await model.next_call()  # the model is busy: what follows queues
     early, late = spread_group(batcher, 0.3)
-    bad = asyncio.ensure_future(batcher.predict(rows(9), timeout=30))  # on its own, posted first
+    bad = asyncio.ensure_future(batcher.predict(alone(rows(9)), timeout=30))  # on its own, posted first
     await wait_until(lambda: batcher.queue_depth() == 3)
     model.step()
     await first

@@ -6,10 +6,12 @@ ones to be cast, bare or by input name), ones that go alone (a deadline, a forei
 order), callers on a second event loop, rows from one to more than a batch, poisonous
 rows (``GatedModel(poison=...)``), and callers who give up
 at a random moment; some batchers have a default deadline (``TIMEOUT_MS``) shorter than
-their model's calls, and some groups span milliseconds (a caller blocks the loop between
-two others). Whatever happens, a caller who did not give up gets ``2 * x`` for
+their model's calls, in some crowds gathered callers pass timeouts of their own (drawn
+at random, so a group's deadlines come in any order, mixed with the default and with
+none: the group is sorted by them), and some groups span milliseconds (a caller blocks
+the loop between two others). Whatever happens, a caller who did not give up gets ``2 * x`` for
 its rows, ``ModelError`` only if its own rows were poisonous, ``PredictTimeout`` only
-once its own deadline has passed, or ``Overloaded``; the
+once its own deadline has passed (telling its own timeout), or ``Overloaded``; the
 accounting invariant is checked after every seed (conftest). ``STRESS_SEEDS`` sets how
 many seeds run (a few hundred before a change to the batcher is merged).
 """
@@ -35,6 +37,8 @@ from tfbatch_django.exceptions import ModelError, Overloaded, PredictTimeout
 
 POISON = -1.0
 SEEDS = int(os.environ.get("STRESS_SEEDS", "24"))
+#: Timeouts gathered callers pass (1e13: none at all, even under a default deadline).
+OWN_TIMEOUTS = (0.001, 0.002, 0.005, 0.02, 0.1, 30.0, 1e13)
 
 
 class StagingModel(GatedModel):
@@ -94,6 +98,7 @@ def check(x: np.ndarray, poisoned: bool, outcome: object, gave_up: bool, timeout
     if isinstance(outcome, PredictTimeout):
         assert timeout is not None, f"a caller without a deadline got {outcome!r}"
         assert outcome.waited >= timeout, f"timed out after {outcome.waited}s, before its deadline of {timeout}s"
+        assert f"deadline of {timeout * 1e3:.0f} ms passed" in str(outcome), "told another caller's timeout"
         return
     if isinstance(outcome, ModelError):
         assert poisoned, f"a caller without poison got {outcome!r}"
@@ -105,8 +110,9 @@ def check(x: np.ndarray, poisoned: bool, outcome: object, gave_up: bool, timeout
     assert outcome.batch.size >= 1 and outcome.batch.batches >= 1
 
 
-async def crowd(batcher: Any, rng: random.Random, first: int, callers: int) -> Counter[str]:
+async def crowd(batcher: Any, rng: random.Random, first: int, callers: int, own: bool) -> Counter[str]:
     """``callers`` callers on the running loop, in bursts; some give up; each checked.
+    ``own``: some gathered callers pass a timeout of their own.
 
     Returns how many ended which way (by the exception's or result's type name), and how
     many gave up ("gave_up").
@@ -119,16 +125,21 @@ async def crowd(batcher: Any, rng: random.Random, first: int, callers: int) -> C
         how = rng.random()
         timeout = default
         if how < 0.15:
-            call, timeout = partial(batcher.predict, x, timeout=30.0), 30.0  # a deadline of its own: on its own
+            call, timeout = partial(batcher.predict, x.astype(">f4"), timeout=30.0), 30.0  # on its own
         elif how < 0.2:
             call = partial(batcher.predict, x.astype(np.float64))  # gathered, cast in assemble
         elif how < 0.25:
             call = partial(batcher.predict, {"x": x.astype(np.float64)})  # as the serving doors pass it
         elif how < 0.3:
             call = partial(batcher.predict, x.astype(">f4"))  # foreign byte order: on its own
+        elif own and how < 0.65:  # gathered, with a deadline of its own
+            passed = rng.choice(OWN_TIMEOUTS)
+            timeout = None if passed >= 1e9 else passed
+            call = partial(batcher.predict, x if how < 0.55 else {"x": x.astype(np.float64)}, timeout=passed)
         else:
             call = partial(batcher.predict, x)
-        block = rng.choice([0.001, 0.003]) if default is not None and rng.random() < 0.15 else 0.0
+        spread = default is not None or own  # deadlines apart within one group
+        block = rng.choice([0.001, 0.003]) if spread and rng.random() < 0.15 else 0.0
         made.append((asyncio.ensure_future(timed(call, block)), x, poisoned, timeout))
         if rng.random() < 0.2:
             await asyncio.sleep(0)  # the next callers land in the next group
@@ -153,15 +164,16 @@ async def crowd(batcher: Any, rng: random.Random, first: int, callers: int) -> C
 async def test_random_callers_each_get_their_own_outcome(make_batcher, seed):
     rng = random.Random(seed)
     config = draw_config(rng)
-    delay = rng.choice([0.0, 0.001, 0.004]) if "default_timeout" in config else 0.0
+    own = rng.random() < 0.5  # callers pass timeouts of their own
+    delay = rng.choice([0.0, 0.001, 0.004]) if "default_timeout" in config or own else 0.0
     model = (StagingModel if rng.random() < 0.3 else GatedModel)(poison=POISON, delay=delay)
     model.thread_safe = config["max_concurrent_batches"] > 1
     batcher = make_batcher(model, **config)
     callers = rng.randint(1, 60)
     other = random.Random(rng.random())
-    jobs = [crowd(batcher, rng, 1, callers)]
+    jobs = [crowd(batcher, rng, 1, callers, own)]
     if rng.random() < 0.3:  # a second loop's callers at the same time
-        jobs.append(asyncio.to_thread(asyncio.run, crowd(batcher, other, 1000, rng.randint(1, 30))))
+        jobs.append(asyncio.to_thread(asyncio.run, crowd(batcher, other, 1000, rng.randint(1, 30), own)))
     tally = sum(await asyncio.gather(*jobs), Counter())
     await wait_until(lambda: batcher.outstanding == 0 and batcher.queue_depth() == 0)
     snap = batcher.snapshot()

@@ -46,6 +46,10 @@ def check_timeout(timeout: object, model: str | None = None) -> float | None:
     NaN, zero, negative numbers and non-numbers are ``InvalidInput`` (a ``ValueError``)
     raised in the caller's thread: a bad deadline never reaches the scheduler.
     """
+    if type(timeout) is float and 0.0 < timeout < MAX_TIMEOUT:
+        # The usual (what the serving doors and the worker server pass): 0.04 µs, against
+        # 0.39 µs for the checks below (``numbers.Real`` is an ABC), per timed call (timeit).
+        return timeout
     if isinstance(timeout, bool | np.bool_) or not isinstance(timeout, numbers.Real):
         raise InvalidInput(f"timeout must be a number of seconds, got {type(timeout).__name__}", model=model)
     seconds = float(timeout)
@@ -107,7 +111,7 @@ class Batcher:
         )
         self._mailbox = Mailbox(name, self.config.max_queue_size, self.stats)
         #: Coroutine callers of a one-input model, gathered per loop iteration: arrays of its
-        #: row shape, with no deadline but the model's default (``TIMEOUT_MS``).
+        #: row shape, each with its own deadline (the model's ``TIMEOUT_MS`` or its own).
         self._gatherer = (
             Gatherer(name, self._fits[0], self._mailbox, self.stats, self._default_timeout)
             if self._fits is not None
@@ -225,7 +229,7 @@ class Batcher:
         """
         loop = asyncio.get_running_loop()
         gatherer = self._gatherer
-        if timeout is None and gatherer is not None:
+        if gatherer is not None:
             # One array for the model's one input, bare or as ``{name: array}`` (what the
             # serving doors pass), of its row shape and a dtype it takes or is cast from.
             array = inputs if type(inputs) is np.ndarray else self._only_array(inputs)
@@ -236,7 +240,14 @@ class Batcher:
                 and array.shape[0]
                 and (array.dtype == self._gather_dtype or array.dtype in self._gather_casts)
             ):
-                return gatherer.add(loop, array)
+                if timeout is None:
+                    return gatherer.add(loop, array)
+                try:  # checked here, in the caller's frame, as ``_submit`` does
+                    seconds = check_timeout(timeout, self.name)
+                except TFBatchError:
+                    self.stats.record_request("invalid")
+                    raise
+                return gatherer.add_timed(loop, array, seconds)
         future: asyncio.Future[Prediction] = loop.create_future()
         request = self._submit(inputs, timeout, None, loop, future)
         future.add_done_callback(request.on_future_done)

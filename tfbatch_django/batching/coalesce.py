@@ -11,16 +11,26 @@ batcher's cost per request, against a bare asyncio round trip measured in the sa
 Nothing is delayed: the group is posted by a callback the first member schedules with
 ``call_soon``, which runs in that same iteration, after the coroutines that were ready.
 Only requests that can share every step are gathered: one array for the model's single
-input (its row shape, a dtype it takes or is cast from), with no deadline or the model's
-default one (``TIMEOUT_MS``). Everything else goes the usual way, one ``Request`` each.
-Each member keeps its own outcome and its own deadline (see ``group``).
+input (its row shape, a dtype it takes or is cast from). Everything else goes the usual
+way, one ``Request`` each. Each member keeps its own outcome and its own deadline (see
+``group``): none, the model's default (``TIMEOUT_MS``: its submit time plus the timeout,
+computed when needed, never stored), or the ``timeout`` its caller passed (checked in the
+caller's frame by the batcher, then stored, ``add_timed``). The worker server and the
+serving doors pass timeouts of their own, each what is left of its client's: in any
+order. The scheduler's expiry cuts a group's members by deadline as a prefix, so at
+``flush`` a group whose deadlines do not rise with its members' order is sorted by them
+(stably; rows, futures, submit times and deadlines together). A group with no member
+of its own ``timeout`` costs nothing more: no list of deadlines, no check, no sort.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from operator import gt
+from typing import Any
 
 import numpy as np
 
@@ -34,16 +44,20 @@ __all__ = ["Gatherer"]
 
 logger = logging.getLogger("tfbatch_django.batching")
 
+_INF = math.inf
+
 
 class _Open:
     """The group an event loop is gathering during its current iteration."""
 
-    __slots__ = ("arrays", "futures", "t_submits")
+    __slots__ = ("arrays", "futures", "t_submits", "timed")
 
     def __init__(self) -> None:
         self.arrays: list[np.ndarray] = []
         self.futures: list[asyncio.Future[Prediction]] = []
         self.t_submits: list[float] = []
+        #: The members that passed a timeout of their own: {index: deadline (inf: none)}.
+        self.timed: dict[int, float] | None = None
 
 
 class Gatherer:
@@ -54,7 +68,8 @@ class Gatherer:
     ) -> None:
         self.name = name
         self.input = input_name
-        #: Every member's deadline: its submit time plus this (the model's TIMEOUT_MS), or None.
+        #: A member's deadline unless it passed a timeout of its own: its submit time plus
+        #: this (the model's TIMEOUT_MS), or None.
         self.timeout = timeout
         self.mailbox = mailbox
         self.stats = stats
@@ -71,6 +86,18 @@ class Gatherer:
         group.arrays.append(array)
         group.futures.append(future)
         group.t_submits.append(time.perf_counter())
+        return future
+
+    def add_timed(
+        self, loop: asyncio.AbstractEventLoop, array: np.ndarray, timeout: float | None
+    ) -> asyncio.Future[Prediction]:
+        """``add``, for a caller that passed a ``timeout`` of its own (already checked:
+        seconds, or None for none): its deadline is its submit time plus that."""
+        future = self.add(loop, array)
+        group = self._open[loop]
+        if group.timed is None:
+            group.timed = {}
+        group.timed[len(group.futures) - 1] = _INF if timeout is None else group.t_submits[-1] + timeout
         return future
 
     def drain(self, timeout: float) -> None:
@@ -111,7 +138,12 @@ class Gatherer:
                 del group.arrays[fit:], futures[fit:], group.t_submits[fit:]
                 if not futures:
                     return
-            request = GroupRequest(self.input, group.arrays, futures, group.t_submits, loop, timeout=self.timeout)
+            if group.timed is None:  # every member's deadline is the model's default (or none)
+                request = GroupRequest(self.input, group.arrays, futures, group.t_submits, loop, timeout=self.timeout)
+            else:
+                request = GroupRequest(
+                    self.input, group.arrays, futures, group.t_submits, loop, deadlines=self._deadlines(group)
+                )
             refusal = self.mailbox.post(request)
             posted = refusal is None
             if refusal is not None:
@@ -120,6 +152,24 @@ class Gatherer:
             logger.exception("model %r: could not post gathered requests", self.name)
             if not posted:  # once posted, its callers are the scheduler's to answer
                 self._fail(futures, exc)
+
+    def _deadlines(self, group: _Open) -> list[float] | None:
+        """Each member's deadline (``math.inf``: none), non-decreasing: the members are
+        sorted by them, in place, when they came in another order. None if none has one."""
+        t_submits = group.t_submits
+        n = len(t_submits)
+        default = self.timeout
+        deadlines = [_INF] * n if default is None else [t + default for t in t_submits]
+        assert group.timed is not None
+        for i, deadline in group.timed.items():
+            if i < n:  # (members over the queue's room were refused)
+                deadlines[i] = deadline
+        if True in map(gt, deadlines, deadlines[1:]):
+            order = sorted(range(n), key=deadlines.__getitem__)  # stable: ties keep their order
+            together: tuple[list[Any], ...] = (group.arrays, group.futures, t_submits, deadlines)
+            for values in together:
+                values[:] = [values[i] for i in order]
+        return None if deadlines[0] == _INF else deadlines
 
     def _fail(self, futures: list[asyncio.Future[Prediction]], error: BaseException) -> None:
         """Answer callers whose group could not be posted with ``error``; counted as

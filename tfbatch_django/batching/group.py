@@ -11,19 +11,26 @@ its batch (``prune``) and counted as cancelled. When a model call fails, the gro
 broken up into its members (``split_up``), which are run again one by one, so that
 bisection finds the bad rows and only their callers get the error (``Outcomes._explode``).
 
-Deadlines: with ``TIMEOUT_MS``, a member's deadline is its own submit time plus the
-timeout, so within a group the deadlines rise with the members' order, and the group's
-deadline is its first live member's. When it passes, the members whose deadlines passed
-(a prefix) are answered with ``PredictTimeout`` at their own deadline, the others stay:
-a queued group is cut (``split_off``: their rows never run), a running one skips them
-when its outputs come back (``skip_to``, ``Members.skip``). A loop iteration can span
-milliseconds, so the group's deadline is never one deadline for all.
+Deadlines: each member has its own, and within a group they rise with the members' order
+(``math.inf``, none, last); the group's deadline is its first live member's. Under
+``TIMEOUT_MS`` alone a member's deadline is its submit time plus the timeout (the group's
+``timeout``: rising with the order the members came in, nothing is stored per member).
+Members with a ``timeout`` of their own carry a list of deadlines (``Members.deadlines``),
+and ``coalesce`` sorts the members by it (stably; rows, futures, submit times and
+deadlines together) when they came in another order: no caller cares where its rows sit
+in the group, each gets its own. When the group's deadline passes, the members whose
+deadlines passed (a prefix) are answered with ``PredictTimeout`` at their own deadline,
+each with its own timeout in the message, and the others stay: a queued group is cut
+(``split_off``: their rows never run), a running one skips them when its outputs come
+back (``skip_to``, ``Members.skip``). A loop iteration can span milliseconds and callers
+pass timeouts of any length, so the group's deadline is never one deadline for all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import math
 from bisect import bisect_right
 from itertools import accumulate
 from typing import Any
@@ -35,6 +42,7 @@ from .request import Prediction, Request, predictions
 __all__ = ["GroupRequest", "MemberRequest", "Members", "fresh_error"]
 
 _NO_ARRAYS: dict[str, np.ndarray] = {}
+_INF = math.inf
 
 
 def fresh_error(error: BaseException) -> BaseException:
@@ -55,13 +63,25 @@ class Members:
     ``set_exception``; each member is answered with its own rows and ``BatchInfo``.
     """
 
-    __slots__ = ("futures", "queue_ms", "sizes", "skip", "t_submits")
+    __slots__ = ("deadlines", "errors", "futures", "queue_ms", "sizes", "skip", "t_submits")
 
-    def __init__(self, futures: list[asyncio.Future[Prediction]], t_submits: list[float], sizes: list[int] | None):
+    def __init__(
+        self,
+        futures: list[asyncio.Future[Prediction]],
+        t_submits: list[float],
+        sizes: list[int] | None,
+        deadlines: list[float] | None = None,
+    ):
         self.futures = futures
         self.t_submits = t_submits
         #: Rows per member, or None when every member has one row (the usual case).
         self.sizes = sizes
+        #: Each member's deadline, non-decreasing (``math.inf``: none), when some member
+        #: passed a ``timeout`` of its own; else None (see ``GroupRequest.deadline_of``).
+        self.deadlines = deadlines
+        #: Each live member's own error, when they differ (timeouts of different lengths):
+        #: set by the scheduler before it answers the group, as ``queue_ms``.
+        self.errors: list[BaseException] | None = None
         #: Each live member's queue time, set by the scheduler when it answers the group.
         self.queue_ms: list[float] = []
         #: Members answered already (their deadline passed while the batch ran): the
@@ -96,16 +116,18 @@ class Members:
                 pass
 
     def set_exception(self, error: BaseException) -> None:
-        for future in self.futures[self.skip :]:
+        errors = self.errors
+        for i, future in enumerate(self.futures[self.skip :]):
             if not future.done():
-                future.set_exception(fresh_error(error))
+                future.set_exception(fresh_error(error) if errors is None else errors[i])
 
 
 class GroupRequest(Request):
     """Requests of one event loop's coroutines, posted together (see the module docstring).
 
     To the scheduler it is one request of ``rows`` rows that counts as ``count`` requests
-    (queue limit, statistics, outstanding). Its ``future`` is its ``Members``.
+    (queue limit, statistics, outstanding). Its ``future`` is its ``Members``. Its
+    ``t_submit`` is its earliest member's; its ``deadline`` its first live member's.
     """
 
     __slots__ = ("count", "input", "members", "parts", "timeout")
@@ -120,19 +142,26 @@ class GroupRequest(Request):
         sizes: list[int] | None = None,
         rows: int | None = None,
         timeout: float | None = None,
+        deadlines: list[float] | None = None,
     ) -> None:
         if rows is None:  # else ``sizes`` (None: one row each) and ``rows`` are known (``cut``)
             row_counts = [a.shape[0] for a in arrays]
             rows = sum(row_counts)
             sizes = None if rows == len(futures) else row_counts
-        members = Members(futures, t_submits, sizes)
-        deadline = None if timeout is None else t_submits[0] + timeout
-        super().__init__(_NO_ARRAYS, rows, deadline, t_submits[0], None, None, loop, members)  # type: ignore[arg-type]
+        members = Members(futures, t_submits, sizes, deadlines)
+        if deadlines is None:  # the members came in order: the first is the earliest
+            t_submit = t_submits[0]
+            deadline = None if timeout is None else t_submit + timeout
+        else:  # sorted by deadline (coalesce), not by submit time
+            t_submit = min(t_submits)
+            deadline = deadlines[0] if deadlines[0] < _INF else None
+        super().__init__(_NO_ARRAYS, rows, deadline, t_submit, None, None, loop, members)  # type: ignore[arg-type]
         self.input = input_name
         self.parts = arrays
         self.members = members
         self.count = len(futures)
-        #: Each member's deadline is its submit time plus this (the model's TIMEOUT_MS), or None.
+        #: Without ``members.deadlines``: each member's deadline is its submit time plus
+        #: this (the model's TIMEOUT_MS), or None. With them, None.
         self.timeout = timeout
 
     def rows_of(self, name: str, start: int, stop: int) -> list[np.ndarray]:
@@ -152,6 +181,26 @@ class GroupRequest(Request):
                 break
         return parts
 
+    def _members(self, a: int, b: int, rows: int | None = None) -> GroupRequest:
+        """Members ``a:b`` as a group of their own (``rows``: theirs, when known)."""
+        members, loop = self.members, self.loop
+        assert loop is not None
+        sizes, deadlines = members.sizes, members.deadlines
+        part_sizes = None if sizes is None else sizes[a:b]
+        if rows is None:
+            rows = b - a if part_sizes is None else sum(part_sizes)
+        return GroupRequest(
+            self.input,
+            self.parts[a:b],
+            members.futures[a:b],
+            members.t_submits[a:b],
+            loop,
+            part_sizes,
+            rows,
+            self.timeout,
+            None if deadlines is None else deadlines[a:b],
+        )
+
     def cut(self, room: int) -> tuple[Request, GroupRequest | None]:
         """Split off the members whose rows fit in ``room``: (them, the rest).
 
@@ -159,35 +208,24 @@ class GroupRequest(Request):
         ``BatchInfo`` is its own batch's. When not even the first member fits, it comes
         off alone, as a plain request the scheduler may cut over batches as usual.
         """
-        members = self.members
-        sizes = members.sizes
-        futures, t_submits, loop, parts = members.futures, members.t_submits, self.loop, self.parts
-        assert loop is not None
+        sizes = self.members.sizes
         if sizes is None:  # one row each
             fit = min(room, self.count)
-            head_sizes = tail_sizes = None
-            head_rows, tail_rows = fit, self.count - fit
+            head_rows = fit
         else:
             ends = list(accumulate(sizes))
             fit = bisect_right(ends, room)
-            head_sizes, tail_sizes = sizes[: max(fit, 1)], sizes[max(fit, 1) :]
-            head_rows = ends[max(fit, 1) - 1]
-            tail_rows = self.rows - head_rows
+            head_rows = ends[fit - 1] if fit else 0
         head: Request
-        timeout = self.timeout
         if fit:
-            head = GroupRequest(
-                self.input, parts[:fit], futures[:fit], t_submits[:fit], loop, head_sizes, head_rows, timeout
-            )
+            head = self._members(0, fit, head_rows)
         else:
             fit = 1
+            head_rows = self.parts[0].shape[0]
             head = self.split_up_one(0)
         if fit == self.count:
             return head, None
-        tail = GroupRequest(
-            self.input, parts[fit:], futures[fit:], t_submits[fit:], loop, tail_sizes, tail_rows, timeout
-        )
-        return head, tail
+        return head, self._members(fit, self.count, self.rows - head_rows)
 
     def pieces(self, limit: int) -> list[GroupRequest]:
         """The group as consecutive groups of at most ``limit`` rows each (a member with
@@ -199,26 +237,12 @@ class GroupRequest(Request):
         """
         if self.rows <= limit:
             return [self]
-        members, loop = self.members, self.loop
-        assert loop is not None
-        sizes = members.sizes or [1] * self.count
+        sizes = self.members.sizes or [1] * self.count
         pieces: list[GroupRequest] = []
         start = rows = 0
         for i, n in enumerate([*sizes, limit + 1]):  # the sentinel closes the last piece
             if rows and rows + n > limit:
-                piece_sizes = None if members.sizes is None else sizes[start:i]
-                pieces.append(
-                    GroupRequest(
-                        self.input,
-                        self.parts[start:i],
-                        members.futures[start:i],
-                        members.t_submits[start:i],
-                        loop,
-                        piece_sizes,
-                        rows,
-                        self.timeout,
-                    )
-                )
+                pieces.append(self._members(start, i, rows))
                 start, rows = i, 0
             rows += n
         return pieces
@@ -237,14 +261,27 @@ class GroupRequest(Request):
         members.t_submits = [members.t_submits[i] for i in keep]
         if members.sizes is not None:
             members.sizes = [sizes[i] for i in keep]
+        if members.deadlines is not None:
+            members.deadlines = [members.deadlines[i] for i in keep]
         dropped = self.count - len(keep)
         self.count = len(keep)
         self.rows -= dropped_rows
         if keep:
+            self._first_left()
+        return dropped, dropped_rows
+
+    def _first_left(self) -> None:
+        """Members left a queued group: its submit time and deadline are those of the
+        members that stay."""
+        members = self.members
+        deadlines = members.deadlines
+        if deadlines is None:
             self.t_submit = members.t_submits[0]
             if self.timeout is not None:
                 self.deadline = self.t_submit + self.timeout
-        return dropped, dropped_rows
+        else:
+            self.t_submit = min(members.t_submits)
+            self.deadline = deadlines[0] if deadlines[0] < _INF else None
 
     def cancelled_flags(self) -> list[bool]:
         """Which live members' callers gave up (read on the scheduler thread)."""
@@ -263,15 +300,34 @@ class GroupRequest(Request):
         return [self.split_up_one(i) for i in range(self.members.skip, len(self.parts))]
 
     def split_up_one(self, i: int) -> Request:
-        """Member ``i`` as a request of its own."""
+        """Member ``i`` as a request of its own, with its own deadline."""
         arr, future, t_submit = self.parts[i], self.members.futures[i], self.members.t_submits[i]
-        deadline = None if self.timeout is None else t_submit + self.timeout
-        return MemberRequest({self.input: arr}, arr.shape[0], deadline, t_submit, None, None, self.loop, future)
+        return MemberRequest(
+            {self.input: arr}, arr.shape[0], self.deadline_of(i), t_submit, None, None, self.loop, future
+        )
 
-    # -- deadlines (``timeout``: the members' deadlines rise with their order)
+    # -- deadlines (they rise with the members' order)
+
+    def deadline_of(self, i: int) -> float | None:
+        """Member ``i``'s deadline, or None."""
+        deadlines = self.members.deadlines
+        if deadlines is not None:
+            return deadlines[i] if deadlines[i] < _INF else None
+        return None if self.timeout is None else self.members.t_submits[i] + self.timeout
+
+    def timeouts(self) -> list[float]:
+        """Each live member's own timeout in seconds (its deadline less its submit time),
+        for a group with a list of deadlines."""
+        members = self.members
+        a = members.skip
+        assert members.deadlines is not None
+        return [d - t for d, t in zip(members.deadlines[a:], members.t_submits[a:], strict=True)]
 
     def expired_until(self, now: float) -> int:
         """How many members, from the first, have a deadline at or before ``now``."""
+        deadlines = self.members.deadlines
+        if deadlines is not None:
+            return bisect_right(deadlines, now)
         assert self.timeout is not None
         timeout = self.timeout
         return bisect_right(self.members.t_submits, now, key=lambda t: t + timeout)
@@ -281,30 +337,19 @@ class GroupRequest(Request):
 
         In place, as ``prune``: the group stays where it is in the queue.
         """
-        members, loop = self.members, self.loop
-        assert loop is not None and self.taken == 0 and 0 < k < self.count
-        sizes = members.sizes
-        head_rows = k if sizes is None else sum(sizes[:k])
-        head = GroupRequest(
-            self.input,
-            self.parts[:k],
-            members.futures[:k],
-            members.t_submits[:k],
-            loop,
-            None if sizes is None else sizes[:k],
-            head_rows,
-            self.timeout,
-        )
+        members = self.members
+        assert self.taken == 0 and 0 < k < self.count
+        head = self._members(0, k)
         self.parts = self.parts[k:]
         members.futures = members.futures[k:]
         members.t_submits = members.t_submits[k:]
-        if sizes is not None:
-            members.sizes = sizes[k:]
+        if members.sizes is not None:
+            members.sizes = members.sizes[k:]
+        if members.deadlines is not None:
+            members.deadlines = members.deadlines[k:]
         self.count -= k
-        self.rows -= head_rows
-        self.t_submit = members.t_submits[0]
-        assert self.timeout is not None
-        self.deadline = self.t_submit + self.timeout
+        self.rows -= head.rows
+        self._first_left()
         return head
 
     def skip_to(self, k: int) -> GroupRequest:
@@ -312,25 +357,14 @@ class GroupRequest(Request):
         counted as taken); the batch's outputs will skip them. Nothing else changes, so
         the executor thread's view of the batch (rows, offsets, bisection) stays true.
         """
-        members, loop = self.members, self.loop
-        assert loop is not None and members.skip < k <= len(self.parts)
+        members = self.members
+        assert members.skip < k <= len(self.parts)
         a = members.skip
-        sizes = members.sizes
-        head = GroupRequest(
-            self.input,
-            self.parts[a:k],
-            members.futures[a:k],
-            members.t_submits[a:k],
-            loop,
-            None if sizes is None else sizes[a:k],
-            k - a if sizes is None else sum(sizes[a:k]),
-            self.timeout,
-        )
+        head = self._members(a, k)
         head.taken = head.rows
         members.skip = k
         self.count -= k - a
-        assert self.timeout is not None
-        self.deadline = members.t_submits[k] + self.timeout if k < len(self.parts) else None
+        self.deadline = self.deadline_of(k) if k < len(self.parts) else None
         return head
 
 

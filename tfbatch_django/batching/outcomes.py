@@ -224,7 +224,7 @@ class Outcomes:
         """Answer a group's members (on their loop); count them each, cancelled ones apart."""
         members = group.members
         t_submit = np.asarray(members.t_submits)
-        member_waits = queue_s - (t_submit - t_submit[0])  # the group's is its first member's
+        member_waits = queue_s - (t_submit - group.t_submit)  # the group's is its earliest member's
         if members.skip:  # answered already: their deadline passed while the batch ran
             t_submit, member_waits = t_submit[members.skip :], member_waits[members.skip :]
         members.queue_ms = rounded_ms(member_waits)
@@ -296,16 +296,17 @@ class Outcomes:
         members = group.split_up()  # the live ones
         self.pending.extendleft(reversed(members))
         self.tally.requeue(group.count, sum([m.rows for m in members]))
-        if group.timeout is not None:
-            for member in members:
+        for member in members:  # each watched under its own deadline, if it has one
+            if member.deadline is not None:
                 self.deadlines.add(member)
 
     def expire(self, group: GroupRequest, now: float) -> None:
         """A group's deadline passed: time out the members whose own deadlines did.
 
-        They are a prefix (see ``coalesce``). Queued, they are cut off the group and their
-        rows never run; in a running batch, they are answered now and the batch's outputs
-        skip them. The rest stay, with the next member's deadline as the group's.
+        They are a prefix: a group's deadlines rise with its members' order (see
+        ``group``). Queued, they are cut off the group and their rows never run; in a
+        running batch, they are answered now and the batch's outputs skip them. The rest
+        stay, with the next member's deadline as the group's.
         """
         if group.done:
             return
@@ -325,16 +326,24 @@ class Outcomes:
     # -- one request
 
     def timeout(self, request: Request) -> None:
-        """Fail ``request``: its deadline passed (in the queue, or while its batch ran)."""
+        """Fail ``request``: its deadline passed (in the queue, or while its batch ran).
+
+        A group's members each get their own timeout in the message when they passed
+        timeouts of their own (``Members.errors``).
+        """
         assert request.deadline is not None
         where = "in the queue" if request.taken == 0 else "while its batch ran"
-        self.finish(
-            request,
-            None,
-            PredictTimeout(
-                f"model {self.name!r}: deadline of {(request.deadline - request.t_submit) * 1e3:.0f} ms passed {where}",
-                model=self.name,
-            ),
+        if type(request) is GroupRequest and request.members.deadlines is not None:
+            timeouts = request.timeouts()
+            request.members.errors = [self._timed_out(t, where) for t in timeouts]
+            error = self._timed_out(timeouts[0], where)
+        else:  # (a group's first member's: they all have the same timeout)
+            error = self._timed_out(request.deadline - request.t_submit, where)
+        self.finish(request, None, error)
+
+    def _timed_out(self, timeout: float, where: str) -> PredictTimeout:
+        return PredictTimeout(
+            f"model {self.name!r}: deadline of {timeout * 1e3:.0f} ms passed {where}", model=self.name
         )
 
     def finish(

@@ -161,7 +161,8 @@ class Scheduler:
             arrivals = []
             for request in inbox:
                 if type(request) is GroupRequest:
-                    arrivals += request.members.t_submits
+                    members = request.members  # (sorted by deadline, when it has a list of them)
+                    arrivals += members.t_submits if members.deadlines is None else sorted(members.t_submits)
                 else:
                     arrivals.append(request.t_submit)
         self.policy.on_arrivals(arrivals, tally.outstanding, now)
@@ -260,7 +261,8 @@ class Scheduler:
                 if request.deadline is not None:  # its pieces are watched in its place
                     request.done = True
                     for piece in [head, *pieces]:
-                        self._deadlines.add(piece)
+                        if piece.deadline is not None:  # (its members may have none)
+                            self._deadlines.add(piece)
                 request, n = head, head.rows
             if taken == 0 and n <= limit - rows:
                 segments.append(request)  # all of it: the request is its own segment
