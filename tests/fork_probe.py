@@ -6,7 +6,9 @@ the GIL would wait for that thread, which the child does not have, forever; the 
 suite's process has many threads, this one only the batcher's (asleep).
 
 ``python -m tests.fork_probe MODE [pid]``, MODE ``plain`` or ``held`` (another thread
-holds the registry's lock during the fork), or ``race`` (two threads of the child make
+holds the registry's lock during the fork), ``held-reset`` (as ``held``, and the child
+calls ``registry.reset()`` first, as a uWSGI worker's ``atexit`` or a settings change
+does), or ``race`` (two threads of the child make
 its first lookups: see ``race``); ``pid``: the registry checks pids, as it does where
 memory cannot be wiped at fork. Prints one JSON line: whether the child got a handle of
 its own, and whether it answered.
@@ -48,7 +50,7 @@ def main(mode: str, check: str) -> None:
     parent_handle = registry.get("double")
     held, release = threading.Event(), threading.Event()
     holder = None
-    if mode == "held":
+    if mode in ("held", "held-reset"):
 
         def hold() -> None:
             with registry._lock:
@@ -64,6 +66,8 @@ def main(mode: str, check: str) -> None:
         status = 1
         try:
             os.close(read_fd)
+            if mode == "held-reset":
+                registry.reset()
             handle = registry.get("double")
             # Its own batcher, with threads of its own: the answer comes.
             answer = predict_sync("double", x, timeout=10).tolist()

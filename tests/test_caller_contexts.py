@@ -149,7 +149,7 @@ def test_forked_child_builds_its_own_batcher():
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.parametrize("check", ["wiped byte", "pid"])
-@pytest.mark.parametrize("mode", ["plain", "held"])
+@pytest.mark.parametrize("mode", ["plain", "held", "held-reset"])
 def test_a_child_forked_without_pythons_fork_hooks_builds_batchers_of_its_own(mode, check):
     """uWSGI forks its workers with C's ``fork()`` and, unless ``--py-call-osafterfork``
     or ``--py-call-uwsgi-fork-hooks`` is set (both off by default), runs no
@@ -160,8 +160,10 @@ def test_a_child_forked_without_pythons_fork_hooks_builds_batchers_of_its_own(mo
     Both ways the registry tells (a byte the fork wipes, on Linux; the pid, where memory
     cannot be wiped), and both with the registry's lock free and held by another thread
     at the fork (``held``: the child inherits it locked, with nobody to release it; the
-    child's first prediction used to wait on it forever). In a fresh interpreter
-    (``tests/fork_probe.py``): see there why."""
+    child's first prediction used to wait on it forever; ``held-reset``: the child's
+    first call is ``registry.reset()``, as a uWSGI worker's ``atexit`` or a settings
+    change makes it, which still waited on that lock forever after ``get`` no longer
+    did). In a fresh interpreter (``tests/fork_probe.py``): see there why."""
     out = fork_probe(mode, check)
     assert not out.get("hung"), "the child forked without Python's hooks hung"
     assert out["status"] == 0, out
