@@ -269,9 +269,15 @@ class Registry:
 
     def reset(self, timeout: float = 10.0) -> None:
         """Close every batcher and forget the settings (they changed)."""
+        pid = os.getpid()
+        if self._pid != pid:
+            # A fork without Python's hooks, before any lookup here (a uWSGI worker's
+            # ``atexit``): drop the parent's handles, never close them, and never wait on
+            # its lock, which a thread of the parent may have held at the fork.
+            self._adopt(pid)
         with self._lock:
             handles, self._handles = self._handles, None
-        if handles and self._pid == os.getpid():
+        if handles and self._pid == pid:
             for handle in handles.values():
                 handle.close(timeout)
 
