@@ -6,9 +6,12 @@ the GIL would wait for that thread, which the child does not have, forever; the 
 suite's process has many threads, this one only the batcher's (asleep).
 
 ``python -m tests.fork_probe MODE [pid]``, MODE ``plain`` or ``held`` (another thread
-holds the registry's lock during the fork); ``pid``: the registry checks pids, as it
-does where memory cannot be wiped at fork. Prints one JSON line: whether the child got a
-handle of its own, and whether it answered.
+holds the registry's lock during the fork), ``held-reset`` (as ``held``, and the child
+calls ``registry.reset()`` first, as a uWSGI worker's ``atexit`` or a settings change
+does), or ``race`` (two threads of the child make
+its first lookups: see ``race``); ``pid``: the registry checks pids, as it does where
+memory cannot be wiped at fork. Prints one JSON line: whether the child got a handle of
+its own, and whether it answered.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 import django
 from django.conf import settings
@@ -38,12 +42,15 @@ def main(mode: str, check: str) -> None:
     if check == "pid":
         forks._WIPEONFORK = None
         registry._unforked = forks.ForkFlag()
+    if mode == "race":
+        print(json.dumps(race(registry)))
+        return
     x = np.ones((1, 3), np.float32)
     assert predict_sync("double", x).tolist() == [[2, 2, 2]]
     parent_handle = registry.get("double")
     held, release = threading.Event(), threading.Event()
     holder = None
-    if mode == "held":
+    if mode in ("held", "held-reset"):
 
         def hold() -> None:
             with registry._lock:
@@ -59,6 +66,8 @@ def main(mode: str, check: str) -> None:
         status = 1
         try:
             os.close(read_fd)
+            if mode == "held-reset":
+                registry.reset()
             handle = registry.get("double")
             # Its own batcher, with threads of its own: the answer comes.
             answer = predict_sync("double", x, timeout=10).tolist()
@@ -83,6 +92,102 @@ def main(mode: str, check: str) -> None:
     report["status"] = os.waitstatus_to_exitcode(done[1])
     report["parent_kept"] = registry.get("double") is parent_handle
     print(json.dumps(report))
+
+
+def race(registry: Any) -> dict[str, Any]:
+    """Two threads of a child forked with C's ``fork`` make its first lookups: thread B's
+    is stopped at each bytecode of the registry's lookup in turn (one child per bytecode,
+    ``sys.settrace``), where thread A makes its whole first lookup. Both must get the
+    child's one handle, never the parent's, wherever B was stopped.
+
+    Where B holds one of the registry's locks, A would wait for it: B goes on without
+    waiting for A. Returns how many stopping points were tried and where a thread got
+    the parent's handle or another handle than the other thread's.
+    """
+    from tfbatch_django import registry as module
+
+    parent_handle = registry.get("double")
+    cls = module.Registry
+    codes = {f.__code__ for f in (cls.get, cls.handles, cls._adopt, cls._forget)}
+    wrong: list[int] = []
+    hung: list[int] = []
+    point = 0
+    while True:
+        read_fd, write_fd = os.pipe()
+        pid = ctypes.PyDLL(None).fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.close(read_fd)
+                os.write(write_fd, json.dumps(_race_child(registry, parent_handle, codes, point)).encode())
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_fd)
+        end = time.monotonic() + 20
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < end:
+            time.sleep(0.001)
+        if done[0] == 0:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            hung.append(point)
+            os.close(read_fd)
+            point += 1
+            continue
+        with os.fdopen(read_fd) as pipe:
+            report = json.loads(pipe.read() or "{}")
+        if not report.get("stopped"):
+            break  # B's lookup has fewer bytecodes than this: every point was tried
+        if not report["right"]:
+            wrong.append(point)
+        point += 1
+    return {"points": point, "wrong": wrong, "hung": hung, "parent_kept": registry.get("double") is parent_handle}
+
+
+def _race_child(registry: Any, parent_handle: Any, codes: set[Any], point: int) -> dict[str, Any]:
+    from tfbatch_django.registry import _ADOPTION_LOCKS
+
+    got: dict[str, Any] = {}
+    seen = 0
+    threads: list[threading.Thread] = []
+
+    def lookup(name: str) -> None:
+        got[name] = registry.get("double")
+
+    def stop_here(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal seen
+        if event == "opcode":
+            if seen == point:
+                other = threading.Thread(target=lookup, args=("a",))
+                other.start()
+                threads.append(other)
+                locks = [registry._lock, _ADOPTION_LOCKS.get(os.getpid())]
+                if not any(lock is not None and lock.locked() for lock in locks):
+                    other.join(10)  # B holds no lock: A's whole lookup runs here
+            seen += 1
+        return stop_here
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if event == "call" and frame.f_code in codes:
+            frame.f_trace_opcodes = True
+            return stop_here
+        return None
+
+    def first() -> None:
+        sys.settrace(trace)
+        try:
+            lookup("b")
+        finally:
+            sys.settrace(None)
+
+    b = threading.Thread(target=first)
+    b.start()
+    b.join(10)
+    for t in threads:
+        t.join(10)
+    mine = registry.get("double")
+    right = got.get("a") is mine and got.get("b") is mine and mine is not parent_handle
+    return {"stopped": bool(threads), "right": right}
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -148,7 +149,7 @@ def test_forked_child_builds_its_own_batcher():
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.parametrize("check", ["wiped byte", "pid"])
-@pytest.mark.parametrize("mode", ["plain", "held"])
+@pytest.mark.parametrize("mode", ["plain", "held", "held-reset"])
 def test_a_child_forked_without_pythons_fork_hooks_builds_batchers_of_its_own(mode, check):
     """uWSGI forks its workers with C's ``fork()`` and, unless ``--py-call-osafterfork``
     or ``--py-call-uwsgi-fork-hooks`` is set (both off by default), runs no
@@ -159,8 +160,36 @@ def test_a_child_forked_without_pythons_fork_hooks_builds_batchers_of_its_own(mo
     Both ways the registry tells (a byte the fork wipes, on Linux; the pid, where memory
     cannot be wiped), and both with the registry's lock free and held by another thread
     at the fork (``held``: the child inherits it locked, with nobody to release it; the
-    child's first prediction used to wait on it forever). In a fresh interpreter
-    (``tests/fork_probe.py``): see there why."""
+    child's first prediction used to wait on it forever; ``held-reset``: the child's
+    first call is ``registry.reset()``, as a uWSGI worker's ``atexit`` or a settings
+    change makes it, which still waited on that lock forever after ``get`` no longer
+    did). In a fresh interpreter (``tests/fork_probe.py``): see there why."""
+    out = fork_probe(mode, check)
+    assert not out.get("hung"), "the child forked without Python's hooks hung"
+    assert out["status"] == 0, out
+    assert out["own"], "the child was handed the parent's handle (and its dead batcher)"
+    assert out["answer"] == [[2.0, 2.0, 2.0]]
+    assert out["parent_kept"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("check", ["wiped byte", "pid"])
+def test_two_threads_making_the_first_lookups_of_a_child_forked_without_hooks_get_its_own_handle(check):
+    """A uWSGI worker with threads: its first two lookups race to drop the parent's
+    handles. One thread is stopped at each bytecode of the lookup in turn (a child per
+    bytecode) while the other makes its whole first lookup; neither may get the parent's
+    handle. ``handles()`` used to read the handles before the pid: a thread that read
+    the parent's handles, then saw the pid the other thread had just adopted, returned
+    them (10 of its 145 bytecodes)."""
+    out = fork_probe("race", check)
+    assert not out["hung"], out
+    assert out["points"] > 50, out  # the lookup was traced, bytecode by bytecode
+    assert out["wrong"] == [], "a thread of the child got the parent's handle (or another thread's)"
+    assert out["parent_kept"]
+
+
+def fork_probe(mode: str, check: str) -> dict[str, Any]:
+    """``tests/fork_probe.py``'s report, run in a fresh interpreter (see there why)."""
     if check == "wiped byte" and not ForkFlag().wipes:
         pytest.skip("this OS cannot wipe memory at fork")
     out = subprocess.run(
@@ -171,12 +200,8 @@ def test_a_child_forked_without_pythons_fork_hooks_builds_batchers_of_its_own(mo
         timeout=120,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert not report.get("hung"), "the child forked without Python's hooks hung"
-    assert report["status"] == 0, report
-    assert report["own"], "the child was handed the parent's handle (and its dead batcher)"
-    assert report["answer"] == [[2.0, 2.0, 2.0]]
-    assert report["parent_kept"]
+    report: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return report
 
 
 LOAD_GATE = threading.Event()

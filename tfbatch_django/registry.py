@@ -238,10 +238,15 @@ class Registry:
         return RemoteHandle(config, settings)
 
     def handles(self) -> dict[str, ModelHandle | RemoteHandle]:
-        handles, pid = self._handles, os.getpid()
-        if handles is not None and self._pid == pid:
-            return handles
-        if self._pid != pid:  # a fork without Python's hooks: the old lock may be held
+        # The pid before the handles: ``_forget`` drops the handles, then sets the pid. Read
+        # the other way round, a thread of a child could read the parent's handles, then
+        # the pid another thread had just adopted, and return them (test_caller_contexts).
+        pid = os.getpid()
+        if self._pid == pid:
+            handles = self._handles
+            if handles is not None:
+                return handles
+        else:  # a fork without Python's hooks: the old lock may be held
             self._adopt(pid)
         with self._lock:
             if self._handles is None:
@@ -264,9 +269,15 @@ class Registry:
 
     def reset(self, timeout: float = 10.0) -> None:
         """Close every batcher and forget the settings (they changed)."""
+        pid = os.getpid()
+        if self._pid != pid:
+            # A fork without Python's hooks, before any lookup here (a uWSGI worker's
+            # ``atexit``): drop the parent's handles, never close them, and never wait on
+            # its lock, which a thread of the parent may have held at the fork.
+            self._adopt(pid)
         with self._lock:
             handles, self._handles = self._handles, None
-        if handles and self._pid == os.getpid():
+        if handles and self._pid == pid:
             for handle in handles.values():
                 handle.close(timeout)
 
