@@ -79,19 +79,28 @@ def main(mode: str, check: str) -> None:
     if holder is not None:
         holder.join()
     os.close(write_fd)
-    end = time.monotonic() + 20
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < end:
-        time.sleep(0.01)
-    if done[0] == 0:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
+    status = reap(pid, poll=0.01)
+    if status is None:
         print(json.dumps({"hung": True}))
         return
     with os.fdopen(read_fd) as pipe:
         report = json.loads(pipe.read() or "{}")
-    report["status"] = os.waitstatus_to_exitcode(done[1])
+    report["status"] = os.waitstatus_to_exitcode(status)
     report["parent_kept"] = registry.get("double") is parent_handle
     print(json.dumps(report))
+
+
+def reap(pid: int, limit: float = 20.0, poll: float = 0.01) -> int | None:
+    """The child's wait status, or None if it still ran after ``limit`` seconds (hung:
+    killed, then reaped)."""
+    end = time.monotonic() + limit
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < end:
+        time.sleep(poll)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        return None
+    return done[1]
 
 
 def race(registry: Any) -> dict[str, Any]:
@@ -124,12 +133,7 @@ def race(registry: Any) -> dict[str, Any]:
             finally:
                 os._exit(status)
         os.close(write_fd)
-        end = time.monotonic() + 20
-        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < end:
-            time.sleep(0.001)
-        if done[0] == 0:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
+        if reap(pid, poll=0.001) is None:
             hung.append(point)
             os.close(read_fd)
             point += 1

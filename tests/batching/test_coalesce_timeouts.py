@@ -19,6 +19,7 @@ import asyncio
 import math
 import time
 from collections import deque
+from typing import Any
 
 import numpy as np
 import pytest
@@ -58,6 +59,19 @@ async def timed_out(task: asyncio.Future, since: float, timeout: float, match: s
     assert time.perf_counter() - since >= timeout
 
 
+async def busy(
+    make_batcher: Any, monkeypatch: Any, max_batch_size: int
+) -> tuple[SteppedModel, Any, list[tuple[Request, int]], asyncio.Future[Any]]:
+    """A batcher whose model is busy with a first call (``first``), so what comes next
+    queues as a group; its posts recorded."""
+    model = SteppedModel()
+    batcher = make_batcher(model, max_batch_size=max_batch_size)
+    posted = record_posts(batcher, monkeypatch)
+    first = asyncio.ensure_future(batcher.predict(rows(0)))
+    await model.next_call()
+    return model, batcher, posted, first
+
+
 def first_values(batch: np.ndarray) -> list[float]:
     return batch[:, 0].tolist()
 
@@ -95,11 +109,7 @@ async def test_a_group_under_the_default_deadline_alone_keeps_no_list(make_batch
 async def test_a_queued_group_times_out_a_middle_member_first(make_batcher, monkeypatch):
     """The member submitted second has the earliest deadline. Bug: the group not sorted (its
     deadline the first caller's, 30 s): the middle one would ride its batch and be answered."""
-    model = SteppedModel()
-    batcher = make_batcher(model, max_batch_size=8)
-    posted = record_posts(batcher, monkeypatch)
-    first = asyncio.ensure_future(batcher.predict(rows(0)))
-    await model.next_call()  # the model is busy: the group queues
+    model, batcher, posted, first = await busy(make_batcher, monkeypatch, max_batch_size=8)
     t0 = time.perf_counter()
     a = asyncio.ensure_future(batcher.predict(rows(1), timeout=30))
     b = asyncio.ensure_future(batcher.predict(rows(2), timeout=0.3))
@@ -146,11 +156,7 @@ async def test_cancelled_members_of_a_queued_group_with_deadlines(make_batcher, 
     """One caller gives up in the queue (its deadline between the others'), one after the
     group was dispatched. Bug: a pruned group's deadlines not pruned with its callers (the
     one left is timed out at the deadline of the one who gave up, before its own)."""
-    model = SteppedModel()
-    batcher = make_batcher(model, max_batch_size=8)
-    posted = record_posts(batcher, monkeypatch)
-    first = asyncio.ensure_future(batcher.predict(rows(0)))
-    await model.next_call()
+    model, batcher, posted, first = await busy(make_batcher, monkeypatch, max_batch_size=8)
     t0 = time.perf_counter()
     x = asyncio.ensure_future(batcher.predict(rows(1), timeout=0.4))  # gives up while queued
     y = asyncio.ensure_future(batcher.predict(rows(2), timeout=0.8))
@@ -179,11 +185,7 @@ async def test_cancelled_and_timed_out_together_in_the_queue(make_batcher, monke
     """A caller who gave up is in the prefix that times out: counted cancelled, not timed
     out, and the others keep their own deadlines (the last submitted times out first).
     Bug: the group not sorted (the last submitted waits behind the others' deadlines)."""
-    model = SteppedModel()
-    batcher = make_batcher(model, max_batch_size=8)
-    posted = record_posts(batcher, monkeypatch)
-    first = asyncio.ensure_future(batcher.predict(rows(0)))
-    await model.next_call()
+    model, batcher, posted, first = await busy(make_batcher, monkeypatch, max_batch_size=8)
     t0 = time.perf_counter()
     x = asyncio.ensure_future(batcher.predict(rows(1), timeout=0.4))
     y = asyncio.ensure_future(batcher.predict(rows(2), timeout=0.6))
@@ -232,11 +234,7 @@ async def test_a_poisonous_member_in_a_group_of_mixed_deadlines(make_batcher):
 async def test_a_group_cut_over_batches_whose_later_members_have_no_deadline(make_batcher, monkeypatch):
     """Only the first piece has a deadline. Bug: every piece put in the deadline heap (a
     piece without one fails an assertion there: everyone gets an internal error)."""
-    model = SteppedModel()
-    batcher = make_batcher(model, max_batch_size=2)
-    posted = record_posts(batcher, monkeypatch)
-    first = asyncio.ensure_future(batcher.predict(rows(0)))
-    await model.next_call()
+    model, batcher, posted, first = await busy(make_batcher, monkeypatch, max_batch_size=2)
     t0 = time.perf_counter()
     a = asyncio.ensure_future(batcher.predict(rows(1), timeout=0.3))
     rest = [asyncio.ensure_future(batcher.predict(rows(i))) for i in range(2, 6)]  # cut 2 + 2 + 1
