@@ -115,6 +115,7 @@ def race(registry: Any) -> dict[str, Any]:
     """
     from tfbatch_django import registry as module
 
+    step = "opcode" if _opcode_events() else "line"
     parent_handle = registry.get("double")
     cls = module.Registry
     codes = {f.__code__ for f in (cls.get, cls.handles, cls._adopt, cls._forget)}
@@ -128,7 +129,7 @@ def race(registry: Any) -> dict[str, Any]:
             status = 1
             try:
                 os.close(read_fd)
-                os.write(write_fd, json.dumps(_race_child(registry, parent_handle, codes, point)).encode())
+                os.write(write_fd, json.dumps(_race_child(registry, parent_handle, codes, point, step)).encode())
                 status = 0
             finally:
                 os._exit(status)
@@ -145,10 +146,43 @@ def race(registry: Any) -> dict[str, Any]:
         if not report["right"]:
             wrong.append(point)
         point += 1
-    return {"points": point, "wrong": wrong, "hung": hung, "parent_kept": registry.get("double") is parent_handle}
+    return {
+        "points": point,
+        "step": step,
+        "wrong": wrong,
+        "hung": hung,
+        "parent_kept": registry.get("double") is parent_handle,
+    }
 
 
-def _race_child(registry: Any, parent_handle: Any, codes: set[Any], point: int) -> dict[str, Any]:
+def _opcode_events() -> bool:
+    """Whether this interpreter delivers ``opcode`` trace events to a frame that asks for
+    them in its ``call`` event (3.11 does; 3.13.0 delivers only ``line`` events then):
+    else the race stops thread B at each line, not each bytecode."""
+    events: list[str] = []
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        events.append(event)
+        return local
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if event == "call" and frame.f_code is probe.__code__:
+            frame.f_trace_opcodes = True
+            return local
+        return None
+
+    def probe() -> int:
+        return len(events)
+
+    sys.settrace(trace)
+    try:
+        probe()
+    finally:
+        sys.settrace(None)
+    return "opcode" in events
+
+
+def _race_child(registry: Any, parent_handle: Any, codes: set[Any], point: int, step: str) -> dict[str, Any]:
     from tfbatch_django.registry import _ADOPTION_LOCKS
 
     got: dict[str, Any] = {}
@@ -160,7 +194,7 @@ def _race_child(registry: Any, parent_handle: Any, codes: set[Any], point: int) 
 
     def stop_here(frame: Any, event: str, arg: Any) -> Any:
         nonlocal seen
-        if event == "opcode":
+        if event == step:
             if seen == point:
                 other = threading.Thread(target=lookup, args=("a",))
                 other.start()
