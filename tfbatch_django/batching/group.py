@@ -149,13 +149,7 @@ class GroupRequest(Request):
             rows = sum(row_counts)
             sizes = None if rows == len(futures) else row_counts
         members = Members(futures, t_submits, sizes, deadlines)
-        if deadlines is None:  # the members came in order: the first is the earliest
-            t_submit = t_submits[0]
-            deadline = None if timeout is None else t_submit + timeout
-        else:  # sorted by deadline (coalesce), not by submit time
-            t_submit = min(t_submits)
-            deadline = deadlines[0] if deadlines[0] < _INF else None
-        super().__init__(_NO_ARRAYS, rows, deadline, t_submit, None, None, loop, members)  # type: ignore[arg-type]
+        super().__init__(_NO_ARRAYS, rows, None, 0.0, None, None, loop, members)  # type: ignore[arg-type]
         self.input = input_name
         self.parts = arrays
         self.members = members
@@ -163,6 +157,7 @@ class GroupRequest(Request):
         #: Without ``members.deadlines``: each member's deadline is its submit time plus
         #: this (the model's TIMEOUT_MS), or None. With them, None.
         self.timeout = timeout
+        self._first_left()
 
     def rows_of(self, name: str, start: int, stop: int) -> list[np.ndarray]:
         if start == 0 and stop == self.rows:
@@ -271,15 +266,14 @@ class GroupRequest(Request):
         return dropped, dropped_rows
 
     def _first_left(self) -> None:
-        """Members left a queued group: its submit time and deadline are those of the
-        members that stay."""
+        """The group's submit time and deadline: its members' (when it is made, and when
+        members left it while queued)."""
         members = self.members
         deadlines = members.deadlines
-        if deadlines is None:
+        if deadlines is None:  # the members came in order: the first is the earliest
             self.t_submit = members.t_submits[0]
-            if self.timeout is not None:
-                self.deadline = self.t_submit + self.timeout
-        else:
+            self.deadline = None if self.timeout is None else self.t_submit + self.timeout
+        else:  # sorted by deadline (coalesce), not by submit time
             self.t_submit = min(members.t_submits)
             self.deadline = deadlines[0] if deadlines[0] < _INF else None
 
